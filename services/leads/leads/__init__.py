@@ -1,0 +1,1 @@
+"""Leads service: Intake, deduplication, distribution, the pool, follow-ups, conversion, campaign ROI."""

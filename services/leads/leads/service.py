@@ -1,0 +1,19 @@
+"""The leads service in one place: its tables, what it publishes and handles, its API and jobs."""
+from pathlib import Path
+
+from crm_shared.service import ServiceDefinition
+
+from . import api, handlers, models
+
+SERVICE = ServiceDefinition(
+    name="leads",
+    title="Leads service",
+    metadata=models.metadata,
+    migrations_dir=Path(__file__).resolve().parent.parent / "migrations",
+    publishes=(),
+    handlers=handlers.HANDLERS,
+    jobs=(),
+    blueprints=api.blueprints,
+    port=8001,
+    wsgi="leads.wsgi:app",
+)

@@ -1,0 +1,5 @@
+"""HTTP endpoints of the notify service (flask-smorest blueprints)."""
+
+
+def blueprints() -> list:
+    return []

@@ -1,0 +1,4 @@
+"""What the notify service does with incoming events: event type -> handler(uow, envelope, payload).
+Each handler runs in the transaction that records the event as processed."""
+
+HANDLERS: dict = {}

@@ -1,0 +1,1 @@
+"""Sales service: Customers, pipeline, quotes and approvals, contracts, orders, receivables, renewals."""

@@ -1,0 +1,19 @@
+"""The sales service in one place: its tables, what it publishes and handles, its API and jobs."""
+from pathlib import Path
+
+from crm_shared.service import ServiceDefinition
+
+from . import api, handlers, models
+
+SERVICE = ServiceDefinition(
+    name="sales",
+    title="Sales service",
+    metadata=models.metadata,
+    migrations_dir=Path(__file__).resolve().parent.parent / "migrations",
+    publishes=(),
+    handlers=handlers.HANDLERS,
+    jobs=(),
+    blueprints=api.blueprints,
+    port=8002,
+    wsgi="sales.wsgi:app",
+)

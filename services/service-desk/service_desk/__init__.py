@@ -1,0 +1,1 @@
+"""Service-desk service: Tickets, queues and routing, SLA timers, escalation, onboarding, satisfaction."""

@@ -1,0 +1,5 @@
+"""HTTP endpoints of the service-desk service (flask-smorest blueprints)."""
+
+
+def blueprints() -> list:
+    return []

@@ -1,0 +1,1 @@
+"""Common code for the CRM services. Services import from here; nothing here imports a service."""

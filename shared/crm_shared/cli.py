@@ -1,0 +1,178 @@
+"""The `crm` command: dev tokens, dead letters, migrations, workers, and the embedded platform."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+
+import click
+
+from . import service as services
+from .config import Settings
+
+
+@click.group()
+def main():
+    """CRM platform command line."""
+
+
+@main.command()
+@click.option("--user", required=True, help="user id (the token's sub)")
+@click.option("--name", required=True, help="display name")
+@click.option("--role", "roles", multiple=True, required=True, help="role; repeat for several")
+@click.option("--team", default=None)
+@click.option("--lang", default="zh-CN", type=click.Choice(["zh-CN", "en"]))
+@click.option("--hours", default=12, show_default=True, help="lifetime")
+def token(user, name, roles, team, lang, hours):
+    """Print a development token (HS256, CRM_JWT_SECRET)."""
+    from .web.auth import dev_token
+    settings = Settings.from_env("cli")
+    if settings.env == "production":
+        raise click.ClickException("development tokens are not issued with CRM_ENV=production")
+    try:
+        click.echo(dev_token(settings.jwt_secret, user, name, list(roles), team, lang, timedelta(hours=hours)))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--role")
+
+
+@main.group("dead-letters")
+def dead_letters():
+    """Inspect and replay a service's dead-letter queue."""
+
+
+def _bus(service):
+    from .bus import connect
+    s = Settings.from_env(service)
+    return connect(s.bus_url, s.bus_namespace)
+
+
+@dead_letters.command("list")
+@click.argument("service")
+@click.option("--json", "as_json", is_flag=True, help="one JSON object per line")
+def dl_list(service, as_json):
+    letters = _bus(service).dead_letters(service)
+    for d in letters:
+        if as_json:
+            click.echo(json.dumps({"message_id": d.message_id, "type": d.routing_key, "attempts": d.attempts,
+                                   "error": d.error, "body": d.body.decode("utf-8", "replace")}, ensure_ascii=False))
+        else:
+            click.echo(f"{d.message_id}  {d.routing_key}  attempts={d.attempts}  {d.error.splitlines()[-1] if d.error else ''}")
+    if not as_json:
+        click.echo(f"{len(letters)} dead letter(s) in {service}", err=True)
+
+
+@dead_letters.command("replay")
+@click.argument("service")
+@click.option("--id", "ids", multiple=True, help="replay only these message ids (default: all)")
+def dl_replay(service, ids):
+    n = _bus(service).replay(service, list(ids) if ids else None)
+    click.echo(f"replayed {n} message(s) into {service}")
+
+
+@main.command()
+@click.argument("names", nargs=-1)
+def migrate(names):
+    """Bring each service's database to the latest schema (all installed services by default)."""
+    from .migrations import upgrade
+    for name in names or services.installed():
+        d = services.load(name)
+        upgrade(d, Settings.from_env(name).database_url)
+        click.echo(f"{name}: migrated", err=True)
+
+
+@main.command()
+def declare():
+    """Declare the exchange, every service's queue, retry and dead-letter queues."""
+    s = Settings.from_env("cli")
+    from .bus import connect
+    connect(s.bus_url, s.bus_namespace).declare_platform(s.retry_delays_ms)
+    click.echo("bus topology declared", err=True)
+
+
+@main.command()
+@click.argument("name")
+def worker(name):
+    """Run a service's worker: consumer, outbox relay and scheduler."""
+    from .worker import main as run
+    run(services.load(name))
+
+
+@main.command()
+@click.argument("name")
+@click.option("--port", type=int, default=None)
+@click.option("--workers", type=int, default=None, help="gunicorn workers (WEB_CONCURRENCY)")
+def web(name, port, workers):
+    """Serve a service's HTTP API with gunicorn."""
+    d = services.load(name)
+    os.execvp(sys.executable, _gunicorn_argv(d, port or d.port, workers))
+
+
+def _gunicorn_argv(d, port, workers=None):
+    return [sys.executable, "-m", "gunicorn", "--bind", f"{os.environ.get('BIND_HOST', '127.0.0.1')}:{port}",
+            "--workers", str(workers or os.environ.get("WEB_CONCURRENCY", "2")), "--graceful-timeout", "20",
+            "--access-logfile", "-", "--name", f"crm-{d.name}", d.wsgi]
+
+
+@main.command()
+@click.option("--data-dir", default=lambda: os.environ.get("CRM_DATA_DIR", "var"), show_default="var")
+def run(data_dir):
+    """Run the whole platform on this machine: SQLite files and the embedded bus, no servers to
+    install. Each service gets a web (gunicorn) and a worker process. Ctrl-C stops everything."""
+    from .bus import connect
+    from .migrations import upgrade
+    data_dir = os.path.abspath(data_dir)
+    os.makedirs(data_dir, exist_ok=True)
+    env = dict(os.environ, CRM_DATA_DIR=data_dir)
+    env.setdefault("BUS_URL", f"sqlite:///{data_dir}/bus.db")
+    names = services.installed()
+    if not names:
+        raise click.ClickException("no service is installed; run `make install` first")
+    for name in names:
+        d = services.load(name)
+        upgrade(d, Settings.from_env(name, env).database_url)
+    s = Settings.from_env("cli", env)
+    connect(s.bus_url, s.bus_namespace).declare_platform(s.retry_delays_ms)
+    procs: list[subprocess.Popen] = []
+    for name in names:
+        d = services.load(name)
+        metrics_dir = os.path.join(data_dir, "metrics", name)
+        os.makedirs(metrics_dir, exist_ok=True)
+        for f in os.listdir(metrics_dir):
+            os.remove(os.path.join(metrics_dir, f))
+        penv = dict(env, PROMETHEUS_MULTIPROC_DIR=metrics_dir)
+        procs.append(subprocess.Popen(_gunicorn_argv(d, d.port), env=penv, start_new_session=True))
+        procs.append(subprocess.Popen([sys.executable, "-m", "crm_shared.cli", "worker", name], env=penv,
+                                      start_new_session=True))
+        click.echo(f"{name:>13}: http://127.0.0.1:{d.port}/docs", err=True)
+    stopping = False
+
+    def stop(*_):
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    while not stopping:
+        if any(p.poll() is not None for p in procs):
+            click.echo("a process exited; stopping the platform", err=True)
+            break
+        time.sleep(0.3)
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    deadline = time.time() + 30
+    for p in procs:
+        try:
+            p.wait(max(0.1, deadline - time.time()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+    click.echo("platform stopped", err=True)
+    sys.exit(0 if stopping else 1)
+
+
+if __name__ == "__main__":
+    main()

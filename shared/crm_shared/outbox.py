@@ -1,0 +1,108 @@
+"""The outbox relay: publishes committed events in commit order, waits for the broker's confirms,
+then marks them sent. With the broker down nothing is lost: rows stay pending and go out when it is
+back. It wakes on new rows (in-process event, PostgreSQL LISTEN/NOTIFY) rather than a long timer."""
+from __future__ import annotations
+
+import logging
+import threading
+import zlib
+
+from sqlalchemy import func, select, update
+
+from . import metrics
+from .bus import BusError, OutgoingMessage
+
+log = logging.getLogger(__name__)
+
+
+class Relay:
+    def __init__(self, runtime, batch: int | None = None):
+        self.rt = runtime
+        self.batch = batch or runtime.settings.relay_batch
+        self._lock_key = zlib.crc32(f"outbox:{runtime.name}".encode())
+
+    def backlog(self) -> int:
+        with self.rt.engine.connect() as c:
+            return c.execute(select(func.count()).select_from(self.rt.outbox)
+                             .where(self.rt.outbox.c.published_at.is_(None))).scalar_one()
+
+    def run_once(self) -> int:
+        """Publish one batch. Returns how many rows were published (0: nothing pending)."""
+        ob = self.rt.outbox
+        with self.rt.engine.begin() as conn:
+            if self.rt.is_postgres:
+                # one relay at a time per service keeps the commit order on the wire
+                if not conn.execute(select(func.pg_try_advisory_xact_lock(self._lock_key))).scalar_one():
+                    return 0
+            rows = conn.execute(select(ob.c.id, ob.c.event_id, ob.c.event_type, ob.c.envelope)
+                                .where(ob.c.published_at.is_(None)).order_by(ob.c.id).limit(self.batch)).all()
+            if not rows:
+                return 0
+            msgs = [OutgoingMessage(r.event_id, r.event_type, r.envelope.encode()) for r in rows]
+            try:
+                unroutable = self.rt.bus.publish(msgs)
+            except BusError as exc:
+                conn.rollback()
+                self._record_failure([r.id for r in rows], str(exc))
+                raise
+            now = self.rt.clock.now()
+            ids = [r.id for r in rows]
+            conn.execute(update(ob).where(ob.c.id.in_(ids)).values(published_at=now, attempts=ob.c.attempts + 1))
+            if unroutable:
+                conn.execute(update(ob).where(ob.c.event_id.in_(list(unroutable))).values(unroutable=True))
+                metrics.EVENTS_UNROUTABLE.labels(self.rt.name).inc(len(unroutable))
+                log.warning("events published with no queue bound", extra={"count": len(unroutable)})
+        metrics.EVENTS_PUBLISHED.labels(self.rt.name).inc(len(rows))
+        return len(rows)
+
+    def _record_failure(self, ids, error):
+        ob = self.rt.outbox
+        try:
+            with self.rt.engine.begin() as conn:
+                conn.execute(update(ob).where(ob.c.id.in_(ids)).values(attempts=ob.c.attempts + 1, last_error=error[:2000]))
+        except Exception:  # pragma: no cover - the database is down too; the rows are still pending
+            log.exception("could not record relay failure")
+
+    def drain(self) -> int:
+        total = 0
+        while (n := self.run_once()):
+            total += n
+        return total
+
+    def run(self, stop: threading.Event) -> None:
+        wake = self.rt.outbox_wake
+        if self.rt.is_postgres:
+            threading.Thread(target=self._listen, args=(stop,), name="outbox-listen", daemon=True).start()
+        poll = self.rt.settings.relay_poll_ms / 1000
+        backoff = 0.2
+        while not stop.is_set():
+            wake.clear()
+            try:
+                n = self.run_once()
+                backoff = 0.2
+            except BusError as exc:
+                log.warning("relay cannot publish, will retry", extra={"error": str(exc), "retry_in": backoff})
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            except Exception:
+                log.exception("relay error")
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            if n < self.batch:
+                wake.wait(poll)
+
+    def _listen(self, stop: threading.Event) -> None:
+        """Turn PostgreSQL NOTIFYs from any process's commit into a wake-up of this relay."""
+        import psycopg
+        url = self.rt.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        while not stop.is_set():
+            try:
+                with psycopg.connect(url, autocommit=True) as conn:
+                    conn.execute(f'LISTEN "{self.rt.notify_channel}"')
+                    while not stop.is_set():
+                        for _ in conn.notifies(timeout=1.0, stop_after=1):
+                            self.rt.outbox_wake.set()
+            except psycopg.Error:
+                stop.wait(1.0)

@@ -1,0 +1,57 @@
+"""Unit of work: one database transaction holding a service's state change and the events it
+emits (the transactional outbox)."""
+from __future__ import annotations
+
+from sqlalchemy import text
+
+from . import context, metrics
+from .events import REGISTRY, Envelope
+
+
+class UnitOfWork:
+    def __init__(self, runtime):
+        self.runtime = runtime
+        self.session = None
+        self._emitted = 0
+
+    def __enter__(self):
+        self.session = self.runtime.session_factory()
+        self._emitted = 0
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if self.session.in_transaction():
+                self.session.rollback()
+        finally:
+            self.session.close()
+        return False
+
+    def emit(self, event_type: str, payload: dict, *, aggregate_type: str, aggregate_id, version: int | None = None) -> Envelope:
+        """Validate the payload against the catalogue and write the event to the outbox, in this
+        transaction. It leaves the service only if the transaction commits."""
+        version = version or REGISTRY.latest(event_type)
+        body = REGISTRY.validate_outgoing(event_type, version, payload)
+        env = Envelope(type=event_type, version=version, payload=body, producer=self.runtime.name,
+                       occurred_at=self.runtime.clock.now().isoformat(),
+                       correlation_id=context.correlation_id.get() or context.new_id(),
+                       causation_id=context.causation_id.get())
+        self.session.execute(self.runtime.outbox.insert().values(
+            event_id=env.id, event_type=event_type, aggregate_type=aggregate_type, aggregate_id=str(aggregate_id),
+            envelope=env.to_json(), created_at=self.runtime.clock.now()))
+        if self._emitted == 0 and self.runtime.is_postgres:
+            # delivered to the relay's LISTEN at commit, and only if the transaction commits
+            self.session.execute(text("SELECT pg_notify(:c, '')"), {"c": self.runtime.notify_channel})
+        self._emitted += 1
+        return env
+
+    def commit(self):
+        self.session.commit()
+        if self._emitted:
+            metrics.EVENTS_EMITTED.labels(self.runtime.name).inc(self._emitted)
+            self.runtime.outbox_wake.set()
+            self._emitted = 0
+
+    def rollback(self):
+        self.session.rollback()
+        self._emitted = 0

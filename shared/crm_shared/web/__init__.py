@@ -1,0 +1,4 @@
+from .app import create_service_app
+from .auth import Principal, current_user, require_roles
+
+__all__ = ["create_service_app", "Principal", "current_user", "require_roles"]

@@ -1,0 +1,160 @@
+"""The application factory every service's `create_app` calls. Builds everything inside it:
+runtime (engine, sessions, bus), blueprints, error handling, auth, request ids, metrics, docs."""
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+
+from flask import Flask, g, jsonify, request
+from flask_smorest import Api
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import REGISTRY as DEFAULT_REGISTRY
+from prometheus_client.core import GaugeMetricFamily
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from .. import context, db, logs, metrics
+from ..clock import Clock
+from ..config import Settings
+from ..runtime import Runtime
+from ..service import ServiceDefinition
+from . import auth, errors
+
+PUBLIC = {"healthz", "readyz", "metrics", "static"}
+
+
+def create_service_app(definition: ServiceDefinition, settings: Settings | None = None, clock: Clock | None = None,
+                       testing: bool = False) -> Flask:
+    settings = settings or Settings.from_env(definition.name)
+    if not testing:
+        logs.configure(definition.name, settings.log_level)
+    runtime = Runtime(definition, settings, clock)
+    app = Flask(definition.name)
+    app.config.update(
+        TESTING=testing,
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        API_TITLE=definition.title, API_VERSION=definition.version, OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/", OPENAPI_JSON_PATH="openapi.json", OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/",
+        API_SPEC_OPTIONS={"components": {"securitySchemes": {
+            "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}},
+            "security": [{"bearerAuth": []}]},
+        CRM_PUBLIC_ENDPOINTS=set(PUBLIC),
+        JSON_SORT_KEYS=False,
+    )
+    app.json.ensure_ascii = False
+    app.extensions["crm"] = {"runtime": runtime, "verifier": auth.TokenVerifier(settings)}
+    api = Api(app)
+    for bp in definition.blueprints():
+        api.register_blueprint(bp)
+    app.config["CRM_PUBLIC_ENDPOINTS"] |= {e for e in app.view_functions if e.startswith("api-docs.")}
+    errors.register(app)
+    _register_hooks(app, definition.name, settings)
+    _register_ops_endpoints(app, runtime)
+    return app
+
+
+def runtime_of(app: Flask) -> Runtime:
+    return app.extensions["crm"]["runtime"]
+
+
+def _register_hooks(app: Flask, service: str, settings: Settings) -> None:
+    @app.before_request
+    def _start():
+        g.started = time.perf_counter()
+        rid = request.headers.get("X-Request-ID", "")
+        g.request_id = rid if 0 < len(rid) <= 128 and rid.isprintable() else str(uuid.uuid4())
+        g.ctx_token = context.correlation_id.set(g.request_id)
+        if request.content_length and request.content_length > settings.max_body_bytes:
+            raise RequestEntityTooLarge()
+        if request.method in ("POST", "PUT", "PATCH") and request.mimetype == "application/json":
+            raw = request.get_data(cache=True)
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise errors.Problem(422, "Unprocessable Entity", "The request body is not valid UTF-8.",
+                                     errors={"_body": [f"Invalid UTF-8 at byte {exc.start}."]})
+            try:
+                json.loads(text)
+            except RecursionError:
+                raise errors.Problem(400, "Bad Request", "The JSON body is nested too deeply.")
+            except ValueError:
+                raise errors.Problem(400, "Bad Request", "The request body is not valid JSON.")
+        auth.authenticate()
+
+    @app.after_request
+    def _finish(resp):
+        resp.headers["X-Request-ID"] = g.get("request_id", "")
+        endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+        metrics.HTTP_REQUESTS.labels(service, request.method, endpoint, resp.status_code).inc()
+        if "started" in g:
+            metrics.HTTP_LATENCY.labels(service, request.method, endpoint).observe(time.perf_counter() - g.started)
+        return resp
+
+    @app.teardown_request
+    def _teardown(_exc):
+        uow = g.pop("uow", None)
+        if uow is not None:
+            uow.__exit__(None, None, None)
+        token = g.pop("ctx_token", None)
+        if token is not None:
+            context.correlation_id.reset(token)
+
+
+class _BacklogCollector:
+    def __init__(self, runtime: Runtime):
+        self.rt = runtime
+
+    def collect(self):
+        from ..outbox import Relay
+        fam = GaugeMetricFamily("crm_outbox_backlog", "Outbox rows not yet confirmed by the broker", labels=["service"])
+        try:
+            fam.add_metric([self.rt.name], Relay(self.rt).backlog())
+        except Exception:  # the database is down: say nothing rather than fail the scrape
+            pass
+        yield fam
+
+
+def _register_ops_endpoints(app: Flask, runtime: Runtime) -> None:
+    backlog_registry = CollectorRegistry(auto_describe=False)
+    backlog_registry.register(_BacklogCollector(runtime))
+
+    @app.get("/healthz")
+    def healthz():
+        return jsonify(status="ok", service=runtime.name)
+
+    @app.get("/readyz")
+    def readyz():
+        checks = {}
+        for name, check in (("database", lambda: db.ping(runtime.engine)), ("bus", runtime.bus.ping)):
+            try:
+                check()
+                checks[name] = "ok"
+            except Exception as exc:  # noqa: BLE001 - any failure means not ready
+                checks[name] = f"unavailable: {type(exc).__name__}"
+        ok = all(v == "ok" for v in checks.values())
+        resp = jsonify(status="ready" if ok else "not ready", checks=checks)
+        resp.status_code = 200 if ok else 503
+        if not ok:
+            resp.headers["Retry-After"] = "5"
+        return resp
+
+    @app.get("/metrics")
+    def metrics_view():
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import multiprocess
+            reg = CollectorRegistry()
+            multiprocess.MultiProcessCollector(reg)
+        else:
+            reg = DEFAULT_REGISTRY
+        body = generate_latest(reg) + generate_latest(backlog_registry)
+        return body, 200, {"Content-Type": CONTENT_TYPE_LATEST}
+
+
+def unit_of_work():
+    """The request's unit of work (opened on first use, closed at the end of the request)."""
+    if "uow" not in g:
+        from flask import current_app
+        g.uow = runtime_of(current_app).uow().__enter__()
+    return g.uow

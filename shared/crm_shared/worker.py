@@ -1,0 +1,88 @@
+"""A service's worker process: event consumer, outbox relay and scheduler, one process.
+SIGTERM/SIGINT stop it cleanly: the message in hand is finished and acknowledged, the ones
+prefetched but not started go back to the queue, pending outbox rows stay for the next start."""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+from . import logs
+from .bus import BusError
+from .config import Settings
+from .events.catalogue import SERVICES
+from .inbox import Dispatcher
+from .outbox import Relay
+from .runtime import Runtime
+from .scheduler import Scheduler
+from .service import ServiceDefinition
+
+log = logging.getLogger(__name__)
+
+
+def declare_topology(rt: Runtime) -> None:
+    delays = rt.settings.retry_delays_ms
+    if rt.name in SERVICES:
+        rt.bus.declare_platform(delays)
+    rt.bus.declare_consumer(rt.name, sorted(rt.definition.handlers), delays)
+
+
+class Worker:
+    def __init__(self, runtime: Runtime, consume: bool = True, relay: bool = True, schedule: bool = True):
+        self.rt = runtime
+        self.stop = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.parts = {"consume": consume and bool(runtime.definition.handlers), "relay": relay,
+                      "schedule": schedule and bool(runtime.definition.jobs)}
+
+    def _consume(self):
+        self.rt.bus.consume(self.rt.name, Dispatcher(self.rt, self.rt.definition.handlers), self.stop,
+                            prefetch=self.rt.settings.prefetch)
+
+    def start(self) -> "Worker":
+        while not self.stop.is_set():
+            try:
+                declare_topology(self.rt)
+                break
+            except BusError as exc:
+                log.warning("bus not reachable, retrying", extra={"error": str(exc)})
+                self.stop.wait(2.0)
+        targets = {"consume": self._consume, "relay": lambda: Relay(self.rt).run(self.stop),
+                   "schedule": lambda: Scheduler(self.rt, self.rt.definition.jobs).run(self.stop)}
+        for part, enabled in self.parts.items():
+            if enabled:
+                t = threading.Thread(target=self._guard(part, targets[part]), name=f"{self.rt.name}-{part}")
+                t.start()
+                self.threads.append(t)
+        log.info("worker started", extra={"parts": [p for p, on in self.parts.items() if on]})
+        return self
+
+    def _guard(self, part, fn):
+        def run():
+            while not self.stop.is_set():
+                try:
+                    fn()
+                except Exception:
+                    log.exception("worker part crashed, restarting", extra={"part": part})
+                    self.stop.wait(1.0)
+        return run
+
+    def shutdown(self, timeout: float = 30.0):
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout)
+        log.info("worker stopped")
+
+
+def main(definition: ServiceDefinition, settings: Settings | None = None) -> None:
+    settings = settings or Settings.from_env(definition.name)
+    logs.configure(definition.name, settings.log_level)
+    rt = Runtime(definition, settings)
+    worker = Worker(rt)
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop.set())
+    signal.signal(signal.SIGINT, lambda *_: worker.stop.set())
+    worker.start()
+    while not worker.stop.wait(0.5):
+        pass
+    worker.shutdown()
+    rt.close()
