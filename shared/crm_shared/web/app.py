@@ -140,7 +140,7 @@ def _register_ops_endpoints(app: Flask, runtime: Runtime) -> None:
             resp.headers["Retry-After"] = "5"
         return resp
 
-    @app.get("/metrics")
+    @app.get("/metrics", endpoint="metrics")
     def metrics_view():
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             from prometheus_client import multiprocess
