@@ -31,7 +31,8 @@ class Dispatcher:
         """Record the event as processed in this transaction; False if it already was."""
         stmt = self._insert.values(event_id=env.id, event_type=env.type,
                                    processed_at=self.rt.clock.now()).on_conflict_do_nothing()
-        return uow.session.execute(stmt).rowcount == 1
+        # RETURNING, not rowcount: the ORM session reports -1 for this statement on PostgreSQL
+        return uow.session.execute(stmt.returning(self.rt.inbox.c.event_id)).first() is not None
 
     def __call__(self, delivery: Delivery):
         try:

@@ -39,8 +39,9 @@ class AmqpBus(Bus):
         self._exchange = Exchange(topology.exchange, type="topic", durable=True)
 
     def _connection(self) -> Connection:
-        conn = Connection(self.url, heartbeat=self.heartbeat, connect_timeout=5,
-                          transport_options={"confirm_publish": True})
+        # no `confirm_publish` transport option: it makes py-amqp wait for each confirm in turn;
+        # the publisher pipelines confirms itself and the side channels use basic_publish_confirm
+        conn = Connection(self.url, heartbeat=self.heartbeat, connect_timeout=5)
         conn.ensure_connection(max_retries=1)
         return conn
 

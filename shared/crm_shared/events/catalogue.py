@@ -304,7 +304,7 @@ CONSUMERS: dict[str, tuple[str, ...]] = {
     "referral.spotted": ("leads",),
 }
 
-PRODUCERS: dict[str, str] = {t: t.split(".")[0] for t in CONSUMERS}
+PRODUCERS: dict[str, str] = {t: "leads" for t in CONSUMERS if t.startswith("lead.")}
 PRODUCERS.update({"customer.created": "sales", "customer.updated": "sales", "customer.churned": "sales",
                   "approval.requested": "sales", "approval.decided": "sales", "contract.signed": "sales",
                   "contract.expiring": "sales", "contract.renewed": "sales", "contract.terminated": "sales",

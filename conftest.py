@@ -1,0 +1,84 @@
+"""Fixtures shared by every test folder: databases (SQLite file, fresh PostgreSQL database) and
+buses (embedded SQLite bus, RabbitMQ with a namespace of its own), each removed afterwards.
+
+With CRM_REQUIRE_SERVERS=1 (set by .ci/run) a missing PostgreSQL or RabbitMQ fails the run
+instead of skipping the tests that need it."""
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+
+import pytest
+
+from crm_shared import testing
+
+REQUIRE = os.environ.get("CRM_REQUIRE_SERVERS") == "1"
+DEMO_DELAYS = (100, 200, 300)
+
+
+def _up(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def need(server: str) -> None:
+    host, port = {"postgres": ("127.0.0.1", 5432), "rabbitmq": ("127.0.0.1", 5672)}[server]
+    if not _up(host, port):
+        msg = f"{server} is not reachable on {host}:{port}"
+        if REQUIRE:
+            pytest.fail(msg + " (CRM_REQUIRE_SERVERS=1: start it, see the README)")
+        pytest.skip(msg)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/service.db"
+        return
+    need("postgres")
+    with testing.postgres_database() as url:
+        yield url
+
+
+@pytest.fixture
+def pg_url():
+    need("postgres")
+    with testing.postgres_database() as url:
+        yield url
+
+
+class BusEnv:
+    def __init__(self, kind: str, url: str, namespace: str):
+        self.kind, self.url, self.namespace = kind, url, namespace
+        self.services: set[str] = set()
+
+    def connect(self):
+        from crm_shared.bus import connect
+        return connect(self.url, self.namespace, lease_seconds=3)
+
+
+def _bus_env(kind, tmp_path):
+    ns = "t" + uuid.uuid4().hex[:10]
+    if kind == "embedded":
+        return BusEnv(kind, f"sqlite:///{tmp_path}/bus.db", ns)
+    need("rabbitmq")
+    return BusEnv(kind, testing.AMQP_URL, ns)
+
+
+@pytest.fixture(params=["embedded", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)])
+def bus_env(request, tmp_path):
+    env = _bus_env(request.param, tmp_path)
+    yield env
+    if env.kind == "rabbitmq":
+        testing.delete_amqp_namespace(env.namespace, sorted(env.services | {"demo", "a", "b", "c"}), DEMO_DELAYS)
+
+
+@pytest.fixture
+def rabbit_env(tmp_path):
+    env = _bus_env("rabbitmq", tmp_path)
+    yield env
+    testing.delete_amqp_namespace(env.namespace, sorted(env.services | {"demo", "a", "b", "c"}), DEMO_DELAYS)
