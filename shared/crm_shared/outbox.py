@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import zlib
 
 from sqlalchemy import func, select, update
@@ -91,7 +92,16 @@ class Relay:
                 backoff = min(backoff * 2, 5.0)
                 continue
             if n < self.batch:
-                wake.wait(poll)
+                self._sleep(stop, poll)
+
+    def _sleep(self, stop: threading.Event, seconds: float) -> None:
+        """Until new rows are committed (wake), the poll interval passes, or the worker stops."""
+        deadline = time.monotonic() + seconds
+        while not stop.is_set() and not self.rt.outbox_wake.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            self.rt.outbox_wake.wait(min(left, 0.5))
 
     def _listen(self, stop: threading.Event) -> None:
         """Turn PostgreSQL NOTIFYs from any process's commit into a wake-up of this relay."""
