@@ -175,3 +175,19 @@ def main(argv=None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def migration_drift(definition: ServiceDefinition, database_url: str) -> list:
+    """Upgrade a fresh database to head, then compare it with the service's models: [] means the
+    migrations create exactly what the models describe."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from .migrations import upgrade
+    upgrade(definition, database_url)
+    engine = db.make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            mc = MigrationContext.configure(conn, opts={"compare_type": True})
+            return compare_metadata(mc, definition.metadata)
+    finally:
+        engine.dispose()
