@@ -15,6 +15,7 @@ from crm_shared import testing
 
 REQUIRE = os.environ.get("CRM_REQUIRE_SERVERS") == "1"
 DEMO_DELAYS = (100, 200, 300)
+CLEANUP = {"demo", "a", "b", "c", "leads", "sales", "service-desk", "notify"}
 
 
 def _up(host: str, port: int) -> bool:
@@ -74,11 +75,11 @@ def bus_env(request, tmp_path):
     env = _bus_env(request.param, tmp_path)
     yield env
     if env.kind == "rabbitmq":
-        testing.delete_amqp_namespace(env.namespace, sorted(env.services | {"demo", "a", "b", "c"}), DEMO_DELAYS)
+        testing.delete_amqp_namespace(env.namespace, sorted(env.services | CLEANUP), DEMO_DELAYS)
 
 
 @pytest.fixture
 def rabbit_env(tmp_path):
     env = _bus_env("rabbitmq", tmp_path)
     yield env
-    testing.delete_amqp_namespace(env.namespace, sorted(env.services | {"demo", "a", "b", "c"}), DEMO_DELAYS)
+    testing.delete_amqp_namespace(env.namespace, sorted(env.services | CLEANUP), DEMO_DELAYS)

@@ -166,7 +166,7 @@ def main(argv=None) -> None:
     p.add_argument("namespace")
     p.add_argument("--handles", default="lead.created")
     a = p.parse_args(argv)
-    d = make_demo_service(a.name, tuple(a.handles.split(",")))
+    d = make_demo_service(a.name, tuple(h for h in a.handles.split(",") if h))
     engine = db.make_engine(a.database_url)
     d.metadata.create_all(engine)
     engine.dispose()

@@ -15,12 +15,13 @@ import time
 from typing import Iterable
 
 import amqp
+import kombu.exceptions
 from kombu import Connection, Consumer, Exchange, Queue
 
 from .base import Bus, BusError, Callback, DeadLetter, Delivery, Outcome, OutgoingMessage, Topology
 
 log = logging.getLogger(__name__)
-CONNECTION_ERRORS = (OSError, socket.timeout, amqp.exceptions.ConnectionError, amqp.exceptions.ChannelError,
+CONNECTION_ERRORS = (OSError, socket.timeout, kombu.exceptions.OperationalError, amqp.exceptions.ConnectionError, amqp.exceptions.ChannelError,
                      amqp.exceptions.RecoverableConnectionError, amqp.exceptions.IrrecoverableConnectionError)
 
 
