@@ -309,10 +309,12 @@ def test_web_healthcheck_is_readiness_on_its_own_port(services, name):
 
 
 @pytest.mark.parametrize("name", SERVICES)
-def test_worker_and_migration_disable_the_image_web_healthcheck(services, name):
-    # the image's HEALTHCHECK probes the web port: a worker would be reported unhealthy forever
-    for role in ("migrate", "worker"):
-        assert healthcheck_disabled(services[f"{name}-{role}"]), f"{name}-{role}"
+def test_worker_and_migration_replace_the_image_web_healthcheck(services, name):
+    # the image's HEALTHCHECK probes the web port: a worker would be reported unhealthy forever,
+    # so the migration turns it off and the worker probes its own metrics port instead
+    assert healthcheck_disabled(services[f"{name}-migrate"]), f"{name}-migrate"
+    hc = services[f"{name}-worker"]["healthcheck"]
+    assert not hc.get("disable") and "9100/metrics" in " ".join(hc["test"]), f"{name}-worker"
 
 
 @pytest.mark.parametrize("name", SERVICES)

@@ -113,7 +113,10 @@ def web(name, port, workers):
 
 def _gunicorn_argv(d, port, workers=None):
     return [sys.executable, "-m", "gunicorn", "--bind", f"{os.environ.get('BIND_HOST', '127.0.0.1')}:{port}",
-            "--workers", str(workers or os.environ.get("WEB_CONCURRENCY", "2")), "--graceful-timeout", "20",
+            "--workers", str(workers or os.environ.get("WEB_CONCURRENCY", "2")),
+            # threads: a slow client or a server-sent-events stream does not hold a whole process
+            "--worker-class", "gthread", "--threads", os.environ.get("WEB_THREADS", "4"),
+            "--graceful-timeout", "20", "--no-control-socket",
             "--access-logfile", "-", "--name", f"crm-{d.name}", d.wsgi]
 
 

@@ -4,6 +4,7 @@ prefetched but not started go back to the queue, pending outbox rows stay for th
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 
@@ -78,6 +79,9 @@ def main(definition: ServiceDefinition, settings: Settings | None = None) -> Non
     settings = settings or Settings.from_env(definition.name)
     logs.configure(definition.name, settings.log_level)
     rt = Runtime(definition, settings)
+    if os.environ.get("WORKER_METRICS_PORT"):
+        from prometheus_client import start_http_server
+        start_http_server(int(os.environ["WORKER_METRICS_PORT"]), addr=os.environ.get("BIND_HOST", "127.0.0.1"))
     worker = Worker(rt)
     signal.signal(signal.SIGTERM, lambda *_: worker.stop.set())
     signal.signal(signal.SIGINT, lambda *_: worker.stop.set())

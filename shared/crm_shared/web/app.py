@@ -45,6 +45,11 @@ def create_service_app(definition: ServiceDefinition, settings: Settings | None 
     )
     app.json.ensure_ascii = False
     app.extensions["crm"] = {"runtime": runtime, "verifier": auth.TokenVerifier(settings)}
+    if os.environ.get("CRM_TRUST_PROXY") == "1":
+        # behind the gateway: X-Forwarded-For/Proto/Host/Prefix from exactly one proxy hop, so
+        # /leads/docs finds /leads/openapi.json. Off by default: the headers are spoofable.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_prefix=1)
     api = Api(app)
     for bp in definition.blueprints():
         api.register_blueprint(bp)
