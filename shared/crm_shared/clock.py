@@ -16,7 +16,8 @@ class FrozenClock(Clock):
     def __init__(self, at: datetime):
         if at.tzinfo is None:
             raise ValueError("FrozenClock needs an aware datetime")
-        self._at = at
+        # always UTC, like Clock: SQLite keeps a datetime's wall time and drops its offset
+        self._at = at.astimezone(timezone.utc)
         self._lock = threading.Lock()
 
     def now(self) -> datetime:
@@ -29,8 +30,10 @@ class FrozenClock(Clock):
             return self._at
 
     def set(self, at: datetime) -> None:
+        if at.tzinfo is None:
+            raise ValueError("FrozenClock needs an aware datetime")
         with self._lock:
-            self._at = at
+            self._at = at.astimezone(timezone.utc)
 
 
 def utcnow() -> datetime:

@@ -18,7 +18,7 @@ from . import db
 from .config import Settings
 from .fields import Text
 from .service import Job, ServiceDefinition
-from .web.auth import current_user, require_roles
+from .web.auth import current_user, public, require_roles
 from .web.errors import NotFound
 
 PG_ADMIN_URL = os.environ.get("TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -119,6 +119,14 @@ def make_demo_service(name: str = "demo", handles: tuple[str, ...] = ("lead.crea
                      aggregate_type="note", aggregate_id=nid)
             uow.commit()
             return {"id": nid, "text": data["text"], "priority": data["priority"], "author_id": current_user().id}
+
+    @blp.route("/count")
+    class Count(MethodView):
+        @public
+        @blp.response(200, Schema.from_dict({"count": fields.Integer()})())
+        def get(self):
+            from .web.app import unit_of_work
+            return {"count": unit_of_work().session.execute(select(func.count()).select_from(notes)).scalar_one()}
 
     @blp.route("/<int:note_id>")
     class Note(MethodView):

@@ -57,6 +57,11 @@ def test_ops_endpoints_are_public(client):
     assert client.get("/docs").status_code == 200
 
 
+def test_public_method_of_a_method_view_needs_no_token(client):
+    assert client.get("/v1/notes/count").json == {"count": 0}
+    assert client.post("/v1/notes", json={"text": "x"}).status_code == 401
+
+
 def test_created_with_a_valid_token_and_request_id_flows_into_the_event(client, app):
     r = client.post("/v1/notes", json={"text": " hi ", "priority": 2}, headers={**auth(token()), "X-Request-ID": "req-9"})
     assert r.status_code == 201, r.json

@@ -73,7 +73,7 @@ def dev_token(secret: str, user: str, name: str, roles: list[str], team: str | N
 def authenticate() -> None:
     """before_request: every endpoint needs a bearer token unless marked public."""
     view = current_app.view_functions.get(request.endpoint) if request.endpoint else None
-    if view is None or getattr(view, "_public", False) or request.endpoint in current_app.config["CRM_PUBLIC_ENDPOINTS"]:
+    if view is None or _is_public(view) or request.endpoint in current_app.config["CRM_PUBLIC_ENDPOINTS"]:
         return
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
@@ -82,8 +82,17 @@ def authenticate() -> None:
     g.user = current_app.extensions["crm"]["verifier"].verify(token.strip())
 
 
+def _is_public(view) -> bool:
+    if getattr(view, "_public", False):
+        return True
+    cls = getattr(view, "view_class", None)  # a MethodView: @public may sit on the method itself
+    method = getattr(cls, request.method.lower(), None) if cls is not None else None
+    return bool(getattr(method, "_public", False) or getattr(cls, "_public", False))
+
+
 def public(fn):
-    """Mark a view as needing no user token (health, metrics, docs, public intake, CSAT links)."""
+    """Mark a view as needing no user token (health, metrics, docs, public intake, CSAT links).
+    Works on a function view, a MethodView class, or one method of a MethodView."""
     fn._public = True
     return fn
 
