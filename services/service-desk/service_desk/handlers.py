@@ -1,10 +1,11 @@
 """What the service-desk service does with incoming events: event type -> handler(uow, envelope, payload).
 Each handler runs in the transaction that records the event as processed."""
 from .domain import customers, sla, tickets
+from .domain.common import utc_now
 
 
 def _now(uow):
-    return uow.runtime.clock.now()
+    return utc_now(uow.runtime.clock)
 
 
 def customer_created(uow, env, payload):

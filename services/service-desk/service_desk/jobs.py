@@ -3,6 +3,7 @@ safe to run again (conditional updates)."""
 from crm_shared.service import Job
 
 from .domain import escalation, tickets
+from .domain.common import utc_now
 
 
 def sla_scan(runtime) -> dict:
@@ -13,7 +14,7 @@ def auto_close(runtime) -> int:
     total = 0
     while True:
         with runtime.uow() as uow:
-            n = tickets.close_resolved(uow, runtime.clock.now())
+            n = tickets.close_resolved(uow, utc_now(runtime.clock))
             uow.commit()
         total += n
         if n == 0:
@@ -23,7 +24,7 @@ def auto_close(runtime) -> int:
 def route_waiting(runtime) -> int:
     """A safety net: waiting tickets are normally assigned the moment an agent frees up."""
     with runtime.uow() as uow:
-        n = tickets.dispatch_waiting(uow, runtime.clock.now())
+        n = tickets.dispatch_waiting(uow, utc_now(runtime.clock))
         uow.commit()
     return n
 

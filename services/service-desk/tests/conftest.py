@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -22,7 +22,7 @@ from service_desk.app import create_app
 from service_desk.service import SERVICE
 
 SH = ZoneInfo("Asia/Shanghai")
-START = datetime(2026, 11, 23, 10, 0, tzinfo=SH)  # a Monday, inside working hours
+START = datetime(2026, 11, 23, 10, 0, tzinfo=SH).astimezone(timezone.utc)  # a Monday, inside working hours
 
 
 class Desk:
@@ -95,3 +95,17 @@ def sqlite_desk(tmp_path):
     d = make_desk(f"sqlite:///{tmp_path}/sd.db", tmp_path)
     yield d
     d.rt.close()
+
+
+@pytest.fixture
+def new_desk(tmp_path):
+    """A factory for a desk on a given database URL (closed afterwards)."""
+    made = []
+
+    def make(url, at=START):
+        d = make_desk(url, tmp_path, at)
+        made.append(d)
+        return d
+    yield make
+    for d in made:
+        d.rt.close()

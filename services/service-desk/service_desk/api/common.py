@@ -7,7 +7,7 @@ from flask import current_app
 from crm_shared.web.app import runtime_of, unit_of_work
 from crm_shared.web.errors import Problem
 
-from ..domain.common import DomainError
+from ..domain.common import DomainError, utc_now
 from ..domain.sla import load_calendar
 
 _STATUS = {"not_found": (404, "Not Found"), "conflict": (409, "Conflict"), "forbidden": (403, "Forbidden"),
@@ -15,7 +15,7 @@ _STATUS = {"not_found": (404, "Not Found"), "conflict": (409, "Conflict"), "forb
 
 
 def now():
-    return runtime_of(current_app).clock.now()
+    return utc_now(runtime_of(current_app).clock)
 
 
 def uow():

@@ -15,14 +15,14 @@ blp = Blueprint("csat", __name__, url_prefix="/v1/csat", description="Satisfacti
 
 @blp.route("/<string:token>")
 class Survey(MethodView):
-    @public
+    decorators = [public]  # the one-time token is the credential: no bearer token
+
     @blp.doc(security=[])
     @blp.response(200, schemas.CsatSurveyOut)
     def get(self, token):
         """What the survey page shows."""
         return csat.describe(uow().session, token, now())
 
-    @public
     @blp.doc(security=[])
     @blp.arguments(schemas.CsatIn)
     @blp.response(201, schemas.CsatOut)

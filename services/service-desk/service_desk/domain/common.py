@@ -32,6 +32,11 @@ def aware(dt: datetime | None) -> datetime | None:
     return dt if dt.tzinfo is not None else dt.replace(tzinfo=timezone.utc)
 
 
+def utc_now(clock) -> datetime:
+    """The clock's time in UTC (SQLite keeps no offset: every stored time must be UTC)."""
+    return clock.now().astimezone(timezone.utc)
+
+
 def record(session, ticket_id: int, at: datetime, kind: str, actor_id: str | None = None, **data) -> None:
     session.execute(ticket_history.insert().values(ticket_id=ticket_id, at=at, kind=kind, actor_id=actor_id,
                                                    data=data or None))

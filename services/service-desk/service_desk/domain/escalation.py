@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 
 from ..models import queues, ticket_slas, tickets
 from . import tickets as ticket_rules
-from .common import aware, record
+from .common import aware, record, utc_now
 
 
 def due_timers(session, now: datetime, limit: int):
@@ -56,7 +56,7 @@ def check_timer(uow, timer_id: int, now: datetime) -> list[str]:
 
 def scan(runtime, batch: int = 500) -> dict:
     """Run the scan to the end, one transaction per batch. Reads the time from the runtime's clock."""
-    now = runtime.clock.now()
+    now = utc_now(runtime.clock)
     counts = {"ticket.sla_warning": 0, "ticket.sla_breached": 0, "ticket.escalated": 0}
     seen: set[int] = set()
     while True:
