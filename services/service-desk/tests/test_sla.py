@@ -3,6 +3,10 @@ breach / escalation exactly once with a controlled clock, auto reply out of hour
 from datetime import datetime, timezone
 from zoneinfo import ZoneInfo
 
+import threading
+
+import pytest
+
 from service_desk import jobs
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -152,3 +156,26 @@ def test_lifecycle_rules_reopen_and_auto_close(desk):
     assert desk.status(t["id"], "open").status_code == 409  # more than 7 days after resolution
     assert desk.get(fresh["id"]).json["status"] == "open"
     assert jobs.auto_close(desk.rt) == 0
+
+
+@pytest.mark.postgres
+def test_two_scans_at_once_still_emit_once(pg_url, new_desk):
+    desk = new_desk(pg_url)
+    desk.agent("a1", ["incidents"], max_open=100)
+    for _ in range(30):
+        desk.ticket(type="incident", priority="urgent")
+    desk.clock.advance(minutes=61)  # every first-response timer breached
+    results = []
+    barrier = threading.Barrier(2)
+
+    def scan():
+        barrier.wait()
+        results.append(jobs.sla_scan(desk.rt))
+
+    threads = [threading.Thread(target=scan) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(r["ticket.sla_breached"] for r in results) == 30
+    assert len(desk.events("ticket.sla_breached")) == 30 and len(desk.events("ticket.escalated")) == 30
