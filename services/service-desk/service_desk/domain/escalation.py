@@ -8,48 +8,60 @@ from datetime import datetime
 
 from sqlalchemy import select, update
 
-from ..models import queues, ticket_slas, tickets
-from . import tickets as ticket_rules
+from ..models import customers, queues, ticket_slas, tickets
 from .common import aware, record, utc_now
 
 
+# re-checked by the conditional updates: a timer met or paused since the batch was read is left alone
+STILL_RUNNING = (ticket_slas.c.met_at.is_(None), ticket_slas.c.running.is_(True))
+
+
 def due_timers(session, now: datetime, limit: int):
-    q = (select(ticket_slas.c.id).where(ticket_slas.c.next_check_at <= now)
+    """Timers whose next check has come, with what their events need (one query per batch)."""
+    q = (select(ticket_slas.c.id, ticket_slas.c.ticket_id, ticket_slas.c.target, ticket_slas.c.warn_at,
+                ticket_slas.c.due_at, ticket_slas.c.running, ticket_slas.c.met_at, ticket_slas.c.warned_at,
+                tickets.c.customer_id, tickets.c.type, tickets.c.priority, tickets.c.queue, tickets.c.subject,
+                tickets.c.assignee_id, customers.c.owner_id, queues.c.supervisor_id)
+         .join(tickets, tickets.c.id == ticket_slas.c.ticket_id)
+         .outerjoin(customers, customers.c.customer_id == tickets.c.customer_id)
+         .outerjoin(queues, queues.c.name == tickets.c.queue)
+         .where(ticket_slas.c.next_check_at <= now)
          .order_by(ticket_slas.c.next_check_at, ticket_slas.c.id).limit(limit))
-    return list(session.execute(q).scalars())
+    return session.execute(q).mappings().all()
 
 
-def check_timer(uow, timer_id: int, now: datetime) -> list[str]:
-    """Emit what is due for one timer; returns the event types emitted."""
+def check_timer(uow, t, now: datetime) -> list[str]:
+    """Emit what is due for one timer (a row of `due_timers`); returns the event types emitted."""
     s = uow.session
-    t = s.execute(select(ticket_slas).where(ticket_slas.c.id == timer_id)).mappings().first()
-    if t is None:
-        return []
+    timer_id, ticket_id = t["id"], t["ticket_id"]
     if not t["running"] or t["met_at"] is not None:  # nothing to watch: out of the scan for good
         s.execute(update(ticket_slas).where(ticket_slas.c.id == timer_id).values(next_check_at=None))
         return []
-    ticket = s.execute(select(tickets).where(tickets.c.id == t["ticket_id"])).mappings().first()
     due, warn = aware(t["due_at"]), aware(t["warn_at"])
     emitted = []
-    supervisor = s.execute(select(queues.c.supervisor_id).where(queues.c.name == ticket["queue"])).scalar()
-    base = ticket_rules.event_payload(s, ticket, target=t["target"], due_at=due.isoformat(), supervisor_id=supervisor)
+    supervisor = t["supervisor_id"]
+    base = {"ticket_id": str(ticket_id), "customer_id": t["customer_id"], "type": t["type"],
+            "priority": t["priority"], "queue": t["queue"], "subject": t["subject"], "assignee_id": t["assignee_id"],
+            "owner_id": t["owner_id"], "target": t["target"], "due_at": due.isoformat(), "supervisor_id": supervisor}
     if due <= now:
-        res = s.execute(update(ticket_slas).where(ticket_slas.c.id == timer_id, ticket_slas.c.breached_at.is_(None))
+        res = s.execute(update(ticket_slas).where(ticket_slas.c.id == timer_id, ticket_slas.c.breached_at.is_(None),
+                                                  *STILL_RUNNING)
                         .values(breached_at=now, warned_at=t["warned_at"] or now, escalated_at=now, next_check_at=None))
         if res.rowcount == 1:
-            uow.emit("ticket.sla_breached", base, aggregate_type="ticket", aggregate_id=ticket["id"])
+            uow.emit("ticket.sla_breached", base, aggregate_type="ticket", aggregate_id=ticket_id)
             uow.emit("ticket.escalated", {**base, "escalated_to": supervisor}, aggregate_type="ticket",
-                     aggregate_id=ticket["id"])
-            s.execute(update(tickets).where(tickets.c.id == ticket["id"]).values(escalated_to=supervisor))
-            record(s, ticket["id"], now, "sla_breached", None, target=t["target"], due_at=due.isoformat())
-            record(s, ticket["id"], now, "escalated", None, target=t["target"], escalated_to=supervisor)
+                     aggregate_id=ticket_id)
+            s.execute(update(tickets).where(tickets.c.id == ticket_id).values(escalated_to=supervisor))
+            record(s, ticket_id, now, "sla_breached", None, target=t["target"], due_at=due.isoformat())
+            record(s, ticket_id, now, "escalated", None, target=t["target"], escalated_to=supervisor)
             emitted += ["ticket.sla_breached", "ticket.escalated"]
     elif warn <= now:
-        res = s.execute(update(ticket_slas).where(ticket_slas.c.id == timer_id, ticket_slas.c.warned_at.is_(None))
+        res = s.execute(update(ticket_slas).where(ticket_slas.c.id == timer_id, ticket_slas.c.warned_at.is_(None),
+                                                  *STILL_RUNNING)
                         .values(warned_at=now, next_check_at=due))
         if res.rowcount == 1:
-            uow.emit("ticket.sla_warning", base, aggregate_type="ticket", aggregate_id=ticket["id"])
-            record(s, ticket["id"], now, "sla_warning", None, target=t["target"], due_at=due.isoformat())
+            uow.emit("ticket.sla_warning", base, aggregate_type="ticket", aggregate_id=ticket_id)
+            record(s, ticket_id, now, "sla_warning", None, target=t["target"], due_at=due.isoformat())
             emitted.append("ticket.sla_warning")
     return emitted
 
@@ -61,11 +73,11 @@ def scan(runtime, batch: int = 500) -> dict:
     seen: set[int] = set()
     while True:
         with runtime.uow() as uow:
-            ids = [i for i in due_timers(uow.session, now, batch) if i not in seen]
-            if not ids:
+            rows = [r for r in due_timers(uow.session, now, batch) if r["id"] not in seen]
+            if not rows:
                 return counts
-            for i in ids:
-                seen.add(i)
-                for e in check_timer(uow, i, now):
+            for r in rows:
+                seen.add(r["id"])
+                for e in check_timer(uow, r, now):
                     counts[e] += 1
             uow.commit()
