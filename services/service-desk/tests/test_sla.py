@@ -7,7 +7,9 @@ import threading
 
 import pytest
 
+from crm_shared.scheduler import Scheduler
 from service_desk import jobs
+from service_desk.service import SERVICE
 
 SH = ZoneInfo("Asia/Shanghai")
 
@@ -94,6 +96,9 @@ def test_warning_breach_and_escalation_exactly_once(desk):
     assert jobs.sla_scan(desk.rt) == {"ticket.sla_warning": 0, "ticket.sla_breached": 1, "ticket.escalated": 1}
     desk.clock.advance(days=3)
     assert jobs.sla_scan(desk.rt) == {"ticket.sla_warning": 0, "ticket.sla_breached": 0, "ticket.escalated": 0}
+    # as the worker runs it (under its advisory lock on PostgreSQL): still nothing new
+    sched = Scheduler(desk.rt, SERVICE.jobs)
+    assert sched.run_job(next(j for j in SERVICE.jobs if j.name == "sla-scan"))
     warned = desk.events("ticket.sla_warning")
     breached = desk.events("ticket.sla_breached")
     escalated = desk.events("ticket.escalated")
