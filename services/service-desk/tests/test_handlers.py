@@ -50,6 +50,14 @@ def test_stale_and_out_of_order_customer_events(desk):
     desk.deliver("customer.created", {"customer_id": "c2", "name": "Created", "tier": "bronze", "owner_id": "rep9"})
     row = cust(desk, "c2")
     assert (row["name"], row["tier"], row["owner_id"]) == ("Updated", "gold", "rep9")
+    # a creation re-published later (new event id) never rolls back a newer update
+    desk.deliver("customer.created", {"customer_id": "c2", "name": "Created", "tier": "bronze", "owner_id": "rep1"})
+    row = cust(desk, "c2")
+    assert (row["name"], row["tier"], row["owner_id"]) == ("Updated", "gold", "rep9")
+    # an update without some fields leaves them as they were
+    desk.deliver("customer.updated", {"customer_id": "c2", "name": "Renamed"})
+    row = cust(desk, "c2")
+    assert (row["name"], row["tier"], row["owner_id"]) == ("Renamed", "gold", "rep9")
 
 
 def test_a_redelivered_event_has_no_second_effect(desk):

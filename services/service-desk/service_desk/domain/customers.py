@@ -26,17 +26,17 @@ def apply_customer(session, payload: dict, now: datetime, created: bool) -> bool
                                                   **values))
         return True
     stored = row["revision"]
-    if rev is not None and stored is not None and rev <= stored:
-        if created and not row["created_seen"]:
-            session.execute(customers.update().where(customers.c.customer_id == cid).values(created_seen=True))
-        return False
-    if created and row["created_seen"] is False and rev is None:
-        # the creation arrived after an update: it can only be older, fill in what is missing
-        fill = {k: v for k, v in values.items() if row[k] is None}
-        session.execute(customers.update().where(customers.c.customer_id == cid).values(created_seen=True, **fill))
+    if created:
+        # a creation that finds the row (an update came first, or the creation is repeated) is
+        # older than what is there: it only fills in what is missing
+        fill = {k: v for k, v in values.items() if row[k] is None and v is not None}
+        session.execute(customers.update().where(customers.c.customer_id == cid).values(
+            created_seen=True, revision=stored if stored is not None else rev, **fill))
         return bool(fill)
+    if rev is not None and stored is not None and rev <= stored:
+        return False
     session.execute(customers.update().where(customers.c.customer_id == cid).values(
-        revision=rev if rev is not None else stored, created_seen=row["created_seen"] or created, updated_at=now,
+        revision=rev if rev is not None else stored, updated_at=now,
         **values))
     return True
 
