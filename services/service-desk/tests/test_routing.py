@@ -134,3 +134,39 @@ def test_concurrent_creation_never_exceeds_max_open(pg_url, new_desk):
             counts = dict(c.execute(select(agents.c.user_id, agents.c.open_count)).all())
         assert per_agent == {"a1": 3, "a2": 2, None: 15}
         assert counts == {"a1": 3, "a2": 2}
+
+
+@pytest.mark.postgres
+def test_concurrent_resolutions_hand_out_waiting_tickets_without_overfilling(pg_url, new_desk):
+    desk = new_desk(pg_url)
+    for i in range(4):
+        desk.agent(f"a{i}", ["complaints"], max_open=2)
+    first = [desk.ticket(customer=f"c{i}")["id"] for i in range(8)]  # every agent full
+    waiting = [desk.ticket(customer=f"w{i}")["id"] for i in range(12)]
+    rt = desk.rt
+    barrier = threading.Barrier(8)
+    errors = []
+
+    def resolve(tid):
+        try:
+            barrier.wait()
+            with rt.uow() as uow:
+                rules.set_status(uow, load_calendar(uow.session), tid, "resolved", "t", rt.clock.now())
+                uow.commit()
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=resolve, args=(tid,)) for tid in first]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    from service_desk import jobs
+    jobs.route_waiting(rt)  # whatever a skipped row left behind
+    with rt.engine.connect() as c:
+        counts = dict(c.execute(select(agents.c.user_id, agents.c.open_count)).all())
+        assigned = c.execute(select(func.count()).select_from(tickets).where(
+            tickets.c.id.in_(waiting), tickets.c.assignee_id.is_not(None))).scalar_one()
+    assert counts == {f"a{i}": 2 for i in range(4)}
+    assert assigned == 8

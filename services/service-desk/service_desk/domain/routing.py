@@ -44,19 +44,32 @@ def release_slot(session, user_id: str, now: datetime) -> None:
                     .values(open_count=agents.c.open_count - 1, updated_at=now))
 
 
-def pick_agent(session, queue: str, now: datetime) -> str | None:
-    """Reserve a slot with the least-loaded free agent of the queue; None when nobody is free."""
+def pick_agent(session, queue: str, now: datetime, skip_locked: bool = False) -> str | None:
+    """Reserve a slot with the least-loaded free agent of the queue; None when nobody is free.
+
+    Filing a ticket waits for an agent row another transaction holds (it holds no other agent
+    meanwhile, so it cannot deadlock). Handing out waiting tickets after a release
+    (`skip_locked`) passes over agents held elsewhere instead: that transaction already holds the
+    released ticket's row, and waiting there could close a cycle."""
     for user_id in candidates(session, queue):
+        if skip_locked:
+            free = session.execute(select(agents.c.user_id).where(
+                agents.c.user_id == user_id, agents.c.active.is_(True), agents.c.open_count < agents.c.max_open)
+                .with_for_update(skip_locked=True)).first()
+            if free is None:
+                continue
         if take_slot(session, user_id, now):
             return user_id
     return None
 
 
 def waiting(session, queues: list[str] | None = None, limit: int = 100):
+    """Waiting tickets, best rank first; rows another transaction is handing out are skipped."""
     q = select(tickets.c.id, tickets.c.queue).where(tickets.c.status == "new", tickets.c.assignee_id.is_(None))
     if queues is not None:
         q = q.where(tickets.c.queue.in_(queues))
-    return session.execute(q.order_by(tickets.c.rank, tickets.c.created_at, tickets.c.id).limit(limit)).all()
+    q = q.order_by(tickets.c.rank, tickets.c.created_at, tickets.c.id).limit(limit)
+    return session.execute(q.with_for_update(skip_locked=True)).all()
 
 
 def skills_of(session, user_id: str) -> list[str]:

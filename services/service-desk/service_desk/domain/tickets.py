@@ -96,7 +96,7 @@ def dispatch_waiting(uow, now: datetime, queues: list[str] | None = None, limit:
     for tid, queue in routing.waiting(s, queues, limit):
         if queue in full:
             continue
-        agent = routing.pick_agent(s, queue, now)
+        agent = routing.pick_agent(s, queue, now, skip_locked=True)
         if agent is None:
             full.add(queue)
             continue
