@@ -126,10 +126,13 @@ def test_met_targets_raise_nothing(desk):
 
 def test_out_of_hours_ticket_gets_an_automatic_reply(desk):
     desk.clock.set(datetime(2026, 11, 21, 11, 0, tzinfo=SH).astimezone(timezone.utc))  # Saturday
+    desk.customer("c1", language="en")
     t = desk.ticket()
     assert "2026-11-23 at 09:00" in t["auto_reply"]
+    assert "2026-11-23 09:00" in desk.ticket(customer="zh-customer")["auto_reply"]  # Chinese by default
     body = desk.get(t["id"]).json
     assert [c["automatic"] for c in body["comments"]] == [True]
+    assert body["customer"]["past_tickets"] == []
     assert body["first_response_at"] is None  # the automatic reply is no first response
     assert at(body["sla"]["first_response"]["due_at"]).astimezone(SH) == datetime(2026, 11, 23, 17, 0, tzinfo=SH)
     desk.clock.set(datetime(2026, 11, 23, 10, 0, tzinfo=SH).astimezone(timezone.utc))

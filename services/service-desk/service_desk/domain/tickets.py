@@ -32,17 +32,21 @@ def event_payload(session, t, **over) -> dict:
     return p
 
 
-def auto_reply_text(cal: BusinessCalendar, starts: datetime) -> str:
+def auto_reply_text(cal: BusinessCalendar, starts: datetime, language: str | None) -> str:
+    """In the customer's language: English for `en*`, else Chinese (the platform's default)."""
     local = starts.astimezone(cal.zone)
-    return (f"We have received your request outside our working hours. Work on it starts on "
-            f"{local:%Y-%m-%d} at {local:%H:%M} ({cal.tz}).")
+    if (language or "").lower().startswith("en"):
+        return (f"We have received your request outside our working hours. Work on it starts on "
+                f"{local:%Y-%m-%d} at {local:%H:%M} ({cal.tz}).")
+    return f"您的请求已在非工作时间收到，我们将于 {local:%Y-%m-%d} {local:%H:%M}（{cal.tz}）开始处理。"
 
 
 def create(uow, cal: BusinessCalendar, now: datetime, data: dict, created_by: str | None,
            order_id: str | None = None) -> int:
     """File a ticket, start its SLA timers and route it at once. Returns its id."""
     s = uow.session
-    tier = (customers.get(s, data["customer_id"]) or {}).get("tier")
+    cust = customers.get(s, data["customer_id"]) or {}
+    tier = cust.get("tier")
     queue = QUEUE_OF_TYPE[data["type"]]
     tid = s.execute(tickets.insert().values(
         customer_id=data["customer_id"], type=data["type"], priority=data["priority"], queue=queue, status="new",
@@ -54,7 +58,7 @@ def create(uow, cal: BusinessCalendar, now: datetime, data: dict, created_by: st
     sla.start(s, cal, tid, "resolution", targets["resolution"], now)
     record(s, tid, now, "created", created_by, queue=queue, channel=data["channel"])
     if not cal.is_open(now):
-        text = auto_reply_text(cal, cal.next_open(now))
+        text = auto_reply_text(cal, cal.next_open(now), cust.get("language"))
         s.execute(tickets.update().where(tickets.c.id == tid).values(auto_reply=text))
         s.execute(comments.insert().values(ticket_id=tid, author_id=None, body=text, public=True, from_customer=False,
                                            automatic=True, created_at=now))
