@@ -235,7 +235,10 @@ class _Ticket(Schema):
 
 REGISTRY.register("ticket.created")(type("TicketCreated", (_Ticket,), {}))
 REGISTRY.register("ticket.assigned")(type("TicketAssigned", (_Ticket,), {"assignee_id": Id(required=True)}))
-REGISTRY.register("ticket.resolved")(type("TicketResolved", (_Ticket,), {}))
+REGISTRY.register("ticket.resolved")(type("TicketResolved", (_Ticket,), {
+    # the customer's one-time satisfaction survey token (notify puts it in the survey link)
+    "csat_token": S(allow_none=True, load_default=None),
+    "csat_expires_at": fields.AwareDateTime(allow_none=True, load_default=None)}))
 
 
 class _Sla(_Ticket):

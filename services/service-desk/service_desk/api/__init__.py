@@ -2,4 +2,5 @@
 
 
 def blueprints() -> list:
-    return []
+    from . import admin, csat, reports, tickets
+    return [tickets.blp, admin.blp, csat.blp, reports.blp]

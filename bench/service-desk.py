@@ -1,0 +1,171 @@
+"""Service-desk benchmarks on PostgreSQL: ticket creation with routing under 20 concurrent
+clients (through the Flask app in-process: JSON parsing, validation, routing, SLA timers,
+outbox rows, one transaction per ticket), and the SLA scan over 100,000 open tickets.
+
+    .venv/bin/python bench/service-desk.py      # prints the Markdown section
+
+Sizes: BENCH_SD_CLIENTS (20), BENCH_SD_TICKETS (2000 in all), BENCH_SD_OPEN (100000),
+BENCH_SD_DUE (5000 timers reaching 80% in the timed scan)."""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common as C  # noqa: E402
+from sqlalchemy import func, insert, select  # noqa: E402
+
+from crm_shared.clock import FrozenClock  # noqa: E402
+from crm_shared.config import DEV_JWT_SECRET  # noqa: E402
+from crm_shared.migrations import upgrade  # noqa: E402
+from crm_shared.testing import demo_settings  # noqa: E402
+from crm_shared.web.app import runtime_of  # noqa: E402
+from crm_shared.web.auth import dev_token  # noqa: E402
+
+TITLE = "Service desk: ticket creation with routing, SLA scan"
+CLIENTS = int(os.environ.get("BENCH_SD_CLIENTS", "20"))
+TICKETS = int(os.environ.get("BENCH_SD_TICKETS", "2000"))
+OPEN = int(os.environ.get("BENCH_SD_OPEN", "100000"))
+DUE = int(os.environ.get("BENCH_SD_DUE", "5000"))
+START = datetime(2026, 11, 23, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai")).astimezone(timezone.utc)
+
+
+def _app(url, tmp):
+    from service_desk.app import create_app
+    from service_desk.service import SERVICE
+    upgrade(SERVICE, url)
+    clock = FrozenClock(START)
+    os.environ.setdefault("DB_POOL_SIZE", str(CLIENTS + 2))
+    app = create_app(demo_settings("service-desk", url, f"sqlite:///{tmp}/bus.db", "bench"), clock=clock, testing=True)
+    return app, clock
+
+
+def bench_creation(url, tmp) -> list:
+    app, _ = _app(url, tmp)
+    rt = runtime_of(app)
+    auth = {"Authorization": "Bearer " + dev_token(DEV_JWT_SECRET, "sup", "sup", ["service_supervisor"])}
+    c = app.test_client()
+    for i in range(10):  # 10 agents, 50 tickets each at most: the rest queue up
+        r = c.post("/v1/agents", headers=auth, json={"user_id": f"a{i}", "skills": ["complaints", "incidents"],
+                                                     "max_open": 50})
+        assert r.status_code == 201, r.json
+    per_client = TICKETS // CLIENTS
+    latencies: list[float] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(CLIENTS)
+    failures = []
+
+    def client(n):
+        cl = app.test_client()
+        mine = []
+        barrier.wait()
+        for i in range(per_client):
+            body = {"customer_id": f"c{n}-{i}", "type": "incident" if i % 2 else "complaint",
+                    "priority": ("low", "normal", "high", "urgent")[i % 4], "subject": "bench",
+                    "description": "x" * 200, "channel": "web"}
+            t0 = time.perf_counter()
+            r = cl.post("/v1/tickets", headers=auth, json=body)
+            mine.append(time.perf_counter() - t0)
+            if r.status_code != 201:
+                failures.append(r.status_code)
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(CLIENTS)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    from service_desk.models import agents, tickets
+    with rt.engine.connect() as conn:
+        over = conn.execute(select(func.count()).select_from(agents).where(agents.c.open_count > agents.c.max_open)).scalar_one()
+        assigned = conn.execute(select(func.count()).select_from(tickets).where(tickets.c.assignee_id.is_not(None))).scalar_one()
+    rt.close()
+    n = per_client * CLIENTS
+    return [[f"create ticket + route, {CLIENTS} concurrent clients", f"{n:,}", C.fmt_rate(C.rate(n, wall)),
+             C.fmt_ms(C.percentile(latencies, 50) * 1000), C.fmt_ms(C.percentile(latencies, 95) * 1000),
+             C.fmt_ms(C.percentile(latencies, 99) * 1000),
+             f"{len(failures)} failed; {assigned} assigned (capacity 500), agents over max_open: {over}"]]
+
+
+def bench_scan(url, tmp) -> list:
+    from service_desk import jobs
+    from service_desk.domain.calendar import BusinessCalendar
+    from service_desk.models import ticket_slas, tickets
+    app, clock = _app(url, tmp)
+    rt = runtime_of(app)
+    cal = BusinessCalendar()
+    # 100,000 open tickets filed over the past working hours, each with two timers; DUE of them reach
+    # their warning point when the clock moves 1 minute on
+    rows, slas = [], []
+    t0 = time.perf_counter()
+    with rt.engine.begin() as conn:
+        batch = 10_000
+        for start in range(0, OPEN, batch):
+            rows = []
+            for i in range(start, min(OPEN, start + batch)):
+                created = START - timedelta(minutes=(i % 400))
+                rows.append(dict(id=i + 1, customer_id=f"c{i}", type="incident", priority="normal", queue="incidents",
+                                 status="open", subject="bench", description="", channel="web", rank=12,
+                                 assignee_id=f"a{i % 50}", created_at=created, updated_at=created, held_seconds=0.0))
+            conn.execute(insert(tickets), rows)
+            slas = []
+            for r in rows:
+                i = r["id"] - 1
+                due_in = timedelta(minutes=1) if i < DUE else timedelta(days=2 + i % 5)
+                warn = START + due_in
+                for target, cyc in (("first_response", 0), ("resolution", 0)):
+                    w = warn if target == "first_response" else START + timedelta(days=6)
+                    slas.append(dict(ticket_id=r["id"], target=target, cycle=cyc, minutes=480, started_at=r["created_at"],
+                                     warn_at=w, due_at=w + timedelta(hours=2), running=True, next_check_at=w))
+            conn.execute(insert(ticket_slas), slas)
+    load = time.perf_counter() - t0
+    with rt.engine.begin() as conn:
+        conn.exec_driver_sql("ANALYZE")
+    out = []
+    t0 = time.perf_counter()
+    counts = jobs.sla_scan(rt)
+    idle = time.perf_counter() - t0
+    assert sum(counts.values()) == 0, counts
+    out.append([f"SLA scan, {OPEN:,} open tickets ({2 * OPEN:,} timers), nothing due", "1 scan", "",
+                C.fmt_ms(idle * 1000), "", "", f"data loaded in {load:.1f} s"])
+    clock.advance(minutes=1)
+    t0 = time.perf_counter()
+    counts = jobs.sla_scan(rt)
+    busy = time.perf_counter() - t0
+    assert counts["ticket.sla_warning"] == DUE, counts
+    out.append([f"SLA scan, {OPEN:,} open tickets, {DUE:,} timers at 80%", f"{DUE:,} warnings",
+                C.fmt_rate(C.rate(DUE, busy)), f"{busy:.2f} s",
+                "", "", "one transaction per 500 timers; events written to the outbox"])
+    t0 = time.perf_counter()
+    counts = jobs.sla_scan(rt)
+    again = time.perf_counter() - t0
+    assert sum(counts.values()) == 0
+    out.append(["the same scan again (nothing new: exactly once)", "1 scan", "", C.fmt_ms(again * 1000), "", "", ""])
+    rt.close()
+    return out
+
+
+def run() -> str:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        with C.postgres_database("bench_sd") as url:
+            rows += bench_creation(url, tmp)
+        with C.postgres_database("bench_sd") as url:
+            rows += bench_scan(url, tmp)
+    table = C.md_table(["what", "n", "throughput (/s)", "p50 ms / time", "p95 ms", "p99 ms", "notes"], rows)
+    return (f"PostgreSQL on this machine; the Flask app in-process (test client, no HTTP server), "
+            f"{CLIENTS} client threads, one SQLAlchemy pool of {CLIENTS + 2}.\n\n" + table + "\n")
+
+
+if __name__ == "__main__":
+    print(run())
