@@ -54,7 +54,4 @@ def jsonable(value):
     return value
 
 
-def plain(value) -> Decimal:
-    """A quantity or percentage without trailing zeros and without an exponent ("10", "12.5")."""
-    d = Decimal(value).normalize()
-    return d.quantize(Decimal(1)) if d.as_tuple().exponent > 0 else d
+from ..domain.money import plain  # noqa: E402,F401  (re-exported for the views)

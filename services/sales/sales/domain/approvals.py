@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from .. import models
 from .errors import Conflict, Forbidden, Invalid, NotFound
+from .money import plain
 
 ap, st, dec, pol = models.approvals, models.approval_steps, models.approval_decisions, models.approval_policies
 APPROVER_ROLES = ("sales_manager", "general_manager", "finance", "admin")
@@ -131,7 +132,8 @@ def _requested(uow, approval, step, *, reminder: bool = False):
         "subject_id": str(approval.subject_id), "requester_id": approval.requester_id,
         "approver_ids": list(step.users or []), "approver_role": step.role, "approver_team": step.team,
         "step": step.seq, "amount": approval.amount, "currency": approval.currency,
-        "max_discount_pct": approval.max_discount_pct, "reminder": reminder,
+        "max_discount_pct": None if approval.max_discount_pct is None else plain(approval.max_discount_pct),
+        "reminder": reminder,
     }, aggregate_type="approval", aggregate_id=approval.id)
 
 

@@ -58,3 +58,9 @@ def to_base(amount: Decimal, currency: str, table: dict[str, Decimal]) -> Decima
         return q(amount, BASE_CURRENCY)
     rate = table.get(currency)
     return None if rate is None else q(amount * rate, BASE_CURRENCY)
+
+
+def plain(value) -> Decimal:
+    """A quantity or percentage without trailing zeros and without an exponent ("10", "12.5")."""
+    d = Decimal(value).normalize()
+    return d.quantize(Decimal(1)) if d.as_tuple().exponent > 0 else d
