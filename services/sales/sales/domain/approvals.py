@@ -231,6 +231,10 @@ def decide(uow, approval_id: int, user, decision: str, comment: str | None, *, n
     if not ok:
         if user.id in _decided_by(s, cur.id):
             raise Conflict(why)
+        for earlier in steps_of(s, approval.id)[:cur.seq - 1]:
+            if eligible(earlier, approval, user)[0]:
+                # the step this user could decide was decided a moment ago (by someone else)
+                raise Conflict(f"Step {earlier.seq} is already decided; the request is at step {cur.seq}.")
         raise Forbidden(why)
     if decision == "approve" and cur.mode == "all":
         _trail(s, approval.id, cur.id, user.id, "approve", comment, now)

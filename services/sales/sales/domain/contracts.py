@@ -89,7 +89,7 @@ def submit(uow, contract_id: int, user, *, now) -> str:
 
 
 def products_of(session, quote_id: int) -> list[dict]:
-    return [{"sku": l.sku, "name": l.name, "quantity": Decimal(l.quantity)} for l in quotes.lines_of(session, quote_id)]
+    return [{"sku": l.sku, "name": l.name, "quantity": money.plain(l.quantity)} for l in quotes.lines_of(session, quote_id)]
 
 
 def contract_event(c, **extra) -> dict:
