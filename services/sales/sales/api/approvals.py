@@ -1,8 +1,6 @@
 """The approval inbox and decisions, and the policies that decide which requests need whom."""
 from __future__ import annotations
 
-from decimal import Decimal
-
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import or_, select

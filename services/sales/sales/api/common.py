@@ -12,8 +12,9 @@ from crm_shared.web.auth import current_user
 from crm_shared.web.errors import Problem
 
 from ..domain.errors import DomainError
+from ..domain.money import plain
 
-__all__ = ["uow", "now", "user", "register_errors", "jsonable", "hidden", "current_user"]
+__all__ = ["uow", "now", "user", "register_errors", "jsonable", "hidden", "current_user", "plain"]
 
 
 def uow():
@@ -53,5 +54,3 @@ def jsonable(value):
         return [jsonable(v) for v in value]
     return value
 
-
-from ..domain.money import plain  # noqa: E402,F401  (re-exported for the views)
