@@ -76,3 +76,14 @@ def test_policy_choice_and_business_hours():
 def test_aging_buckets():
     assert [contracts.aging_bucket(d) for d in (-5, 0, 1, 30, 31, 60, 61, 90, 91)] == \
         ["current", "current", "1_30", "1_30", "31_60", "31_60", "61_90", "61_90", "90_plus"]
+
+
+def test_tier_shares_are_configurable():
+    from types import SimpleNamespace
+    assert customers.tier_shares(SimpleNamespace(extra={})) == (Decimal("0.8"), Decimal("0.95"))
+    assert customers.tier_shares(SimpleNamespace(extra={"tier_gold_share": "0.5", "tier_silver_share": "0.9"})) == \
+        (Decimal("0.5"), Decimal("0.9"))
+    with pytest.raises(ValueError):
+        customers.tier_shares(SimpleNamespace(extra={"tier_gold_share": "0.99", "tier_silver_share": "0.9"}))
+    rev = {1: Decimal("60"), 2: Decimal("40")}
+    assert customers.tiers_from_revenue(rev, Decimal("0.5"), Decimal("0.9")) == {1: "gold", 2: "silver"}

@@ -148,9 +148,23 @@ def tiers_from_revenue(revenue: dict[int, Decimal], gold_share: Decimal = Decima
     return result
 
 
-def recompute_tiers(uow, *, now, gold_share=Decimal("0.8"), silver_share=Decimal("0.95")) -> int:
+def tier_shares(settings) -> tuple[Decimal, Decimal]:
+    """The Pareto cut-offs: Settings.extra (tier_gold_share, tier_silver_share) or the environment
+    (SALES_TIER_GOLD_SHARE, SALES_TIER_SILVER_SHARE); 0.8 and 0.95 by default."""
+    import os
+    extra = getattr(settings, "extra", None) or {}
+    gold = Decimal(str(extra.get("tier_gold_share") or os.environ.get("SALES_TIER_GOLD_SHARE", "0.8")))
+    silver = Decimal(str(extra.get("tier_silver_share") or os.environ.get("SALES_TIER_SILVER_SHARE", "0.95")))
+    if not (0 < gold <= silver <= 1):
+        raise ValueError("tier shares must satisfy 0 < gold <= silver <= 1")
+    return gold, silver
+
+
+def recompute_tiers(uow, *, now, gold_share=None, silver_share=None) -> int:
     """Recompute every customer's tier from contracted revenue (base currency) over the last 12
     months; emit customer.updated for each change. Returns how many changed."""
+    if gold_share is None or silver_share is None:
+        gold_share, silver_share = tier_shares(uow.runtime.settings)
     s = uow.session
     k = models.contracts
     since = (now - timedelta(days=365)).date()

@@ -73,20 +73,23 @@ def funnel(session, *, where, since=None, until=None, owner=None, team=None) -> 
 
 def forecast(session, *, where, owner=None, team=None) -> dict:
     """Weighted pipeline (amount × stage probability) of open opportunities by expected close month;
-    those without an expected close date are under `unscheduled`."""
+    those without an expected close date are under `unscheduled`. Summed in the database per stage,
+    currency and close date, then converted and weighted per group."""
     table = money.rates(session)
-    q = select(o.c.stage, o.c.currency, o.c.expected_close, o.c.expected_amount).where(where, o.c.stage.in_(OPEN_STAGES))
+    q = select(o.c.stage, o.c.currency, o.c.expected_close, func.count(), func.sum(o.c.expected_amount)).where(
+        where, o.c.stage.in_(OPEN_STAGES))
     if owner:
         q = q.where(o.c.owner_id == owner)
     if team:
         q = q.where(o.c.team_id == team)
+    q = q.group_by(o.c.stage, o.c.currency, o.c.expected_close)
     months: dict[str, dict] = {}
     unconverted = set()
-    for stage, currency, close, amount in session.execute(q).all():
+    for stage, currency, close, n, amount in session.execute(q).all():
         key = close.strftime("%Y-%m") if close else "unscheduled"
         m = months.setdefault(key, {"month": key, "count": 0, "pipeline_base": Decimal(0), "weighted_base": Decimal(0)})
-        base = money.to_base(Decimal(amount), currency, table)
-        m["count"] += 1
+        base = money.to_base(Decimal(amount or 0), currency, table)
+        m["count"] += n
         if base is None:
             unconverted.add(currency)
             continue
