@@ -41,16 +41,45 @@ def csat_submitted(uow, env, p):
     """A score of 2 or less flags the customer's churn risk; customer.updated tells the owner."""
     if p["score"] > 2:
         return
-    try:
-        cid = int(p["customer_id"])
-    except ValueError:
+    cid = _our_customer(uow, p["customer_id"])
+    if cid is None:
         return  # not one of ours
-    if uow.session.execute(select(models.customers.c.id).where(models.customers.c.id == cid)).first() is None:
-        return
     customers.flag_churn_risk(uow, cid, f"CSAT score {p['score']} on ticket {p['ticket_id']}", now=_now(uow))
 
 
+def _our_customer(uow, customer_id: str) -> int | None:
+    try:
+        cid = int(customer_id)
+    except ValueError:
+        return None
+    found = uow.session.execute(select(models.customers.c.id).where(models.customers.c.id == cid)).first()
+    return cid if found else None
+
+
+def ticket_event(uow, env, p):
+    """Keep a read model of the customer's tickets (open ones, complaints) for the customer's health.
+    Keyed by ticket id, so events arriving out of order still end in the right state."""
+    cid = _our_customer(uow, p["customer_id"])
+    if cid is None:
+        return
+    t = models.customer_tickets
+    s, now = uow.session, _now(uow)
+    row = s.execute(select(t).where(t.c.ticket_id == p["ticket_id"]).with_for_update()).first()
+    resolved = env.type == "ticket.resolved"
+    values = {"customer_id": cid, "type": p["type"], "priority": p["priority"]}
+    if row is None:
+        s.execute(t.insert().values(ticket_id=p["ticket_id"], status="resolved" if resolved else "open",
+                                    opened_at=now, resolved_at=now if resolved else None, **values))
+    elif resolved:
+        s.execute(t.update().where(t.c.ticket_id == p["ticket_id"]).values(status="resolved", resolved_at=now, **values))
+    else:
+        s.execute(t.update().where(t.c.ticket_id == p["ticket_id"]).values(**values))
+
+
 HANDLERS: dict = {
+    "ticket.created": ticket_event,
+    "ticket.assigned": ticket_event,
+    "ticket.resolved": ticket_event,
     "lead.converted": lead_converted,
     "csat.submitted": csat_submitted,
 }

@@ -234,6 +234,17 @@ orders = Table(
     Column("updated_at", TS, nullable=False),
 )
 
+customer_tickets = Table(  # a read model of service-desk tickets, for the customer's health
+    "customer_tickets", metadata,
+    Column("ticket_id", String(64), primary_key=True),
+    Column("customer_id", Integer, nullable=False, index=True),
+    Column("type", String(30), nullable=False),
+    Column("priority", String(20), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("opened_at", TS),
+    Column("resolved_at", TS),
+)
+
 exchange_rates = Table(
     "exchange_rates", metadata,
     Column("currency", String(3), primary_key=True),

@@ -91,6 +91,8 @@ class CustomerOut(Schema):
     tier = fields.String()
     churn_risk = fields.Boolean()
     churn_reason = fields.String(allow_none=True)
+    open_tickets = fields.Integer(metadata={"description": "service-desk tickets still open (health)"})
+    open_complaints = fields.Integer()
     revision = fields.Integer()
     created_at = fields.DateTime()
     updated_at = fields.DateTime()

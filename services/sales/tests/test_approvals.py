@@ -204,3 +204,18 @@ def test_weekends_do_not_count_towards_the_waiting_limit(api, opp, clock):
     assert jobs.approval_reminders(api.runtime) == {"reminded": 0, "escalated": 0}
     clock.set(datetime(2026, 3, 9, 12, 0, tzinfo=timezone.utc))  # 24 business hours
     assert jobs.approval_reminders(api.runtime) == {"reminded": 1, "escalated": 0}
+
+
+def test_policies_are_validated_and_shown(api):
+    r = api.get("/v1/approval-policies", REP)
+    assert [(p["subject_type"], p["threshold"], len(p["steps"])) for p in r.json["policies"]] == \
+        [("quote", "10", 1), ("quote", "20", 3), ("contract", "500000", 2)]
+    for bad in ({"subject_type": "quote", "threshold": "10.00001", "steps": [{"role": "finance"}]},
+                {"subject_type": "quote", "threshold": "10", "steps": []},
+                {"subject_type": "quote", "threshold": "10", "steps": [{"mode": "any"}]},
+                {"subject_type": "quote", "threshold": "10", "steps": [{"role": "pope"}]},
+                {"subject_type": "quote", "threshold": 10.5, "steps": [{"role": "finance"}]},
+                {"subject_type": "quote", "threshold": "10", "steps": [{"role": "finance"}],
+                 "remind_after_hours": 10, "escalate_after_hours": 5}):
+        assert api.put("/v1/approval-policies", ADMIN, {"policies": [bad]}).status_code == 422, bad
+    assert len(api.get("/v1/approval-policies", REP).json["policies"]) == 3

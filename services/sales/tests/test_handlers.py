@@ -78,3 +78,21 @@ def test_low_csat_flags_churn_risk_once_and_tells_the_owner(api):
     assert upd["payload"]["revision"] == 2
     # a customer of another service's imagination is ignored, not dead-lettered
     assert api.deliver("csat.submitted", {"ticket_id": "T4", "customer_id": "999", "score": 1})[0] == Outcome.ACK
+
+
+def test_ticket_events_keep_the_customer_health(api):
+    api.deliver("lead.converted", converted())
+    cid = str(api.get("/v1/customers", ADMIN).json[0]["id"])
+    base = {"customer_id": cid, "priority": "high", "queue": "q"}
+    api.deliver("ticket.created", {**base, "ticket_id": "T1", "type": "complaint"})
+    api.deliver("ticket.created", {**base, "ticket_id": "T2", "type": "inquiry"})
+    api.deliver("ticket.resolved", {**base, "ticket_id": "T3", "type": "incident"})  # out of order: never open
+    api.deliver("ticket.assigned", {**base, "ticket_id": "T1", "type": "complaint", "assignee_id": "a1"})
+    body = api.get(f"/v1/customers/{cid}", REP).json
+    assert (body["open_tickets"], body["open_complaints"]) == (2, 1)
+    api.deliver("ticket.resolved", {**base, "ticket_id": "T1", "type": "complaint"})
+    api.deliver("ticket.created", {**base, "ticket_id": "T3", "type": "incident"})  # late: stays resolved
+    body = api.get(f"/v1/customers/{cid}", REP).json
+    assert (body["open_tickets"], body["open_complaints"]) == (1, 0)
+    assert api.deliver("ticket.created", {**base, "customer_id": "nope", "ticket_id": "T9", "type": "x"})[0] \
+        == Outcome.ACK

@@ -16,6 +16,19 @@ depends_on = None
 
 
 def upgrade():
+    op.create_table('customer_tickets',
+    sa.Column('ticket_id', sa.String(length=64), nullable=False),
+    sa.Column('customer_id', sa.Integer(), nullable=False),
+    sa.Column('type', sa.String(length=30), nullable=False),
+    sa.Column('priority', sa.String(length=20), nullable=False),
+    sa.Column('status', sa.String(length=20), nullable=False),
+    sa.Column('opened_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('resolved_at', sa.DateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('ticket_id', name=op.f('pk_customer_tickets'))
+    )
+    with op.batch_alter_table('customer_tickets', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_customer_tickets_customer_id'), ['customer_id'], unique=False)
+
     op.create_table('approval_policies',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
     sa.Column('subject_type', sa.String(length=20), nullable=False),
@@ -311,6 +324,7 @@ def upgrade():
 
 
 def downgrade():
+    op.drop_table('customer_tickets')
     with op.batch_alter_table('payment_allocations', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_payment_allocations_payment_id'))
 

@@ -22,6 +22,10 @@ SELLERS = ("sales_rep", "sales_manager")
 
 def customer_out(session, row) -> dict:
     d = row._asdict()
+    t = models.customer_tickets
+    open_rows = session.execute(select(t.c.type).where(t.c.customer_id == row.id, t.c.status == "open")).scalars().all()
+    d["open_tickets"] = len(open_rows)
+    d["open_complaints"] = sum(1 for x in open_rows if x == "complaint")
     d["contacts"] = [x._asdict() for x in session.execute(
         select(models.contacts).where(models.contacts.c.customer_id == row.id).order_by(models.contacts.c.id)).all()]
     return d

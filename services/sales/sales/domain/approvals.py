@@ -48,6 +48,8 @@ def check_policies(items: list[dict]) -> None:
     for i, p in enumerate(items):
         if not p["steps"]:
             raise Invalid("policies", f"Policy {i + 1} has no steps.")
+        if p["threshold"].as_tuple().exponent < -4 or p["threshold"] >= Decimal("1e14"):
+            raise Invalid("policies", f"Policy {i + 1}: the threshold has at most 4 decimal places and 14 digits.")
         if p["escalate_after_hours"] < p["remind_after_hours"]:
             raise Invalid("policies", f"Policy {i + 1}: escalate_after_hours must be ≥ remind_after_hours.")
         for s in p["steps"]:
