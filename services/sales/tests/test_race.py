@@ -70,3 +70,31 @@ def test_racing_admin_and_gm_on_the_same_step(pg_api):
     assert sorted(codes.values()) == [200, 409]
     body = api.get(f"/v1/approvals/{a['id']}", ADMIN).json
     assert body["current_step"] == 3 and [s["status"] for s in body["steps"]] == ["approved", "approved", "pending"]
+
+
+@pytest.mark.parametrize("round_", range(3))
+def test_withdraw_racing_the_last_decision_never_deadlocks(pg_api, round_):
+    api = pg_api
+    seed_products(api)
+    opp = opportunity(api)
+    q = quote(api, opp["id"], discount="15")  # one step: the decision would finish the request
+    a = api.post(f"/v1/quotes/{q['id']}/submit", REP).json["approvals"][0]
+    barrier = threading.Barrier(2)
+    codes = {}
+
+    def approve():
+        barrier.wait()
+        codes["approve"] = api.post(f"/v1/approvals/{a['id']}/decision", MGR, {"decision": "approve"}).status_code
+
+    def withdraw():
+        barrier.wait()
+        codes["withdraw"] = api.post(f"/v1/approvals/{a['id']}/withdraw", REP).status_code
+
+    threads = [threading.Thread(target=approve), threading.Thread(target=withdraw)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(codes.values()) == [200, 409], codes
+    status = api.get(f"/v1/quotes/{q['id']}", REP).json["status"]
+    assert status == ("approved" if codes["approve"] == 200 else "withdrawn")

@@ -221,10 +221,12 @@ def _finish(uow, approval, outcome: str, now) -> None:
 
 def decide(uow, approval_id: int, user, decision: str, comment: str | None, *, now, step: int | None = None) -> dict:
     s = uow.session
-    approval = get(s, approval_id)
+    # Lock order for every change to a request: the approval row, then its step. Decisions, withdrawal
+    # and escalation of one request are serialised (PostgreSQL; SQLite serialises all writers).
+    approval = get(s, approval_id, lock=True)
     if approval.status != "pending":
         raise Conflict(f"This request is already {approval.status}.")
-    cur = current_step(s, approval, lock=True)  # serialises decisions on this step (PostgreSQL)
+    cur = current_step(s, approval, lock=True)
     if step is not None and step != cur.seq:
         raise Conflict(f"Step {step} is already decided; the request is at step {cur.seq}.")
     if cur.status != "pending":
@@ -330,9 +332,10 @@ def remind_and_escalate(uow, *, now) -> dict:
     rows = s.execute(select(ap, st.c.id.label("step_id")).join(
         st, (st.c.approval_id == ap.c.id) & (st.c.seq == ap.c.current_step))
         .where(ap.c.status == "pending", st.c.status == "pending")).all()
-    for a in rows:
-        step = s.execute(select(st).where(st.c.id == a.step_id).with_for_update()).first()
-        if step.status != "pending" or step.started_at is None:
+    for r in rows:
+        a = get(s, r.id, lock=True)
+        step = s.execute(select(st).where(st.c.id == r.step_id).with_for_update()).first()
+        if a.status != "pending" or a.current_step != step.seq or step.status != "pending" or step.started_at is None:
             continue
         waited = business_hours_between(_aware(step.started_at), now)
         if waited >= a.escalate_after_hours and step.role != "admin":
