@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from crm_shared.service import Job
 
-from .domain import approvals, contracts, customers
+from .domain import approvals, contracts, customers, receivables
 
 
 def contract_lifecycle(rt) -> dict:
@@ -22,7 +22,7 @@ def contract_lifecycle(rt) -> dict:
 def payments_overdue(rt) -> int:
     now = rt.clock.now()
     with rt.uow() as uow:
-        n = contracts.flag_overdue(uow, today=now.date(), now=now)
+        n = receivables.flag_overdue(uow, today=now.date(), now=now)
         uow.commit()
     return n
 

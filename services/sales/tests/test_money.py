@@ -5,7 +5,7 @@ from decimal import Decimal
 import pytest
 
 from sales import models
-from sales.domain import approvals, contracts, customers, money, quotes
+from sales.domain import approvals, customers, money, quotes, receivables
 from sales.domain.errors import Invalid
 from sales.schemas import ExactMoney
 
@@ -74,7 +74,7 @@ def test_policy_choice_and_business_hours():
 
 
 def test_aging_buckets():
-    assert [contracts.aging_bucket(d) for d in (-5, 0, 1, 30, 31, 60, 61, 90, 91)] == \
+    assert [receivables.aging_bucket(d) for d in (-5, 0, 1, 30, 31, 60, 61, 90, 91)] == \
         ["current", "current", "1_30", "1_30", "31_60", "31_60", "61_90", "61_90", "90_plus"]
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from crm_shared.web.auth import require_roles
 
 from .. import models, schemas
-from ..domain import access, approvals, contracts, money
+from ..domain import access, approvals, contracts, money, receivables
 from .common import hidden, now, register_errors, user, uow
 from .customers import SELLERS
 from .quotes import visible_quote
@@ -157,7 +157,7 @@ class Payments(MethodView):
         422; a reference already recorded: 409."""
         w = uow()
         visible_contract(w.session, contract_id)
-        result = contracts.record_payment(w, contract_id, amount=data["amount"], paid_on=data["paid_on"],
+        result = receivables.record_payment(w, contract_id, amount=data["amount"], paid_on=data["paid_on"],
                                           reference=data["reference"], user=user(), now=now())
         w.commit()
         return result

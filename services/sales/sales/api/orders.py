@@ -8,7 +8,7 @@ from sqlalchemy import select
 from crm_shared.web.auth import require_roles
 
 from .. import models, schemas
-from ..domain import access, contracts
+from ..domain import access, orders
 from .common import hidden, now, register_errors, user, uow
 
 blp = Blueprint("orders", __name__, url_prefix="/v1/orders", description="Order fulfilment (back office)")
@@ -47,7 +47,7 @@ class Order(MethodView):
 def _move(order_id, action, note=None):
     w = uow()
     visible_order(w.session, order_id)
-    row = contracts.move_order(w, order_id, action, user=user(), note=note, now=now())
+    row = orders.move_order(w, order_id, action, user=user(), note=note, now=now())
     w.commit()
     return row._asdict()
 

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from crm_shared.web.auth import require_roles
 
 from .. import models, schemas
-from ..domain import access, contracts, money, reports
+from ..domain import access, money, receivables, reports
 from ..domain.errors import Invalid
 from .common import jsonable, now, plain, register_errors, user, uow
 
@@ -77,7 +77,7 @@ class Aging(MethodView):
     def get(self):
         """Outstanding installments per customer and currency in buckets current, 1–30, 31–60,
         61–90 and 90+ days overdue, with totals in the base currency."""
-        data = contracts.receivables_aging(uow().session, today=now().date(),
+        data = receivables.receivables_aging(uow().session, today=now().date(),
                                            where=access.scope(models.contracts, user()))
         return jsonify(jsonable(data))
 
