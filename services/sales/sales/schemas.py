@@ -32,6 +32,16 @@ class ExactMoney(Money):
         return result
 
 
+class UtcDateTime(fields.DateTime):
+    """An instant in ISO 8601 with its offset; SQLite hands back naive values, which are UTC."""
+
+    def _serialize(self, value, attr, obj, **kw):
+        from datetime import timezone
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return super()._serialize(value, attr, obj, **kw)
+
+
 Currency = lambda **kw: Text(min_length=3, max_length=3, validate=validate.Regexp(r"^[A-Z]{3}$"), **kw)  # noqa: E731
 Id = lambda **kw: fields.Integer(strict=True, validate=validate.Range(1, 2**31 - 1), **kw)  # noqa: E731
 
@@ -94,8 +104,8 @@ class CustomerOut(Schema):
     open_tickets = fields.Integer(metadata={"description": "service-desk tickets still open (health)"})
     open_complaints = fields.Integer()
     revision = fields.Integer()
-    created_at = fields.DateTime()
-    updated_at = fields.DateTime()
+    created_at = UtcDateTime()
+    updated_at = UtcDateTime()
     contacts = fields.List(fields.Nested(ContactSchema))
 
 
@@ -121,8 +131,8 @@ class OpportunityOut(Schema):
     team_id = fields.String(allow_none=True)
     lost_reason = fields.String(allow_none=True)
     expected_close = fields.Date(allow_none=True)
-    created_at = fields.DateTime()
-    updated_at = fields.DateTime()
+    created_at = UtcDateTime()
+    updated_at = UtcDateTime()
 
 
 class OpportunityIn(Schema):
@@ -219,8 +229,8 @@ class StepOut(Schema):
     mode = fields.String()
     team = fields.String(allow_none=True)
     status = fields.String()
-    started_at = fields.DateTime(allow_none=True)
-    decided_at = fields.DateTime(allow_none=True)
+    started_at = UtcDateTime(allow_none=True)
+    decided_at = UtcDateTime(allow_none=True)
     escalations = fields.Integer()
 
 
@@ -229,7 +239,7 @@ class TrailOut(Schema):
     actor_id = fields.String()
     action = fields.String()
     comment = fields.String(allow_none=True)
-    at = fields.DateTime()
+    at = UtcDateTime()
 
 
 class ApprovalOut(Schema):
@@ -243,8 +253,8 @@ class ApprovalOut(Schema):
     amount = Money(allow_none=True)
     currency = fields.String(allow_none=True)
     max_discount_pct = Money(allow_none=True)
-    created_at = fields.DateTime()
-    decided_at = fields.DateTime(allow_none=True)
+    created_at = UtcDateTime()
+    decided_at = UtcDateTime(allow_none=True)
     steps = fields.List(fields.Nested(StepOut))
     trail = fields.List(fields.Nested(TrailOut))
 
@@ -263,8 +273,8 @@ class QuoteOut(Schema):
     discount_amount = Money()
     total = Money()
     max_discount_pct = Money()
-    created_at = fields.DateTime()
-    updated_at = fields.DateTime()
+    created_at = UtcDateTime()
+    updated_at = UtcDateTime()
     lines = fields.List(fields.Nested(QuoteLineOut))
     approvals = fields.List(fields.Nested(ApprovalOut))
 
@@ -360,8 +370,8 @@ class ContractOut(Schema):
     successor_id = fields.Integer(allow_none=True)
     reason = fields.String(allow_none=True)
     outstanding = Money()
-    created_at = fields.DateTime()
-    updated_at = fields.DateTime()
+    created_at = UtcDateTime()
+    updated_at = UtcDateTime()
     payment_plan = fields.List(fields.Nested(InstallmentOut))
     approvals = fields.List(fields.Nested(ApprovalOut))
 
@@ -427,8 +437,8 @@ class OrderOut(Schema):
     products = fields.List(fields.Nested(ProductLine))
     note = fields.String(allow_none=True)
     handled_by = fields.String(allow_none=True)
-    created_at = fields.DateTime()
-    updated_at = fields.DateTime()
+    created_at = UtcDateTime()
+    updated_at = UtcDateTime()
 
 
 class OrderQuery(Schema):

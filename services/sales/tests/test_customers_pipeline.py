@@ -87,3 +87,8 @@ def test_products(api):
     r = api.post("/v1/quotes", REP, {"opportunity_id": opp["id"], "currency": "CNY",
                                      "lines": [{"sku": "A", "quantity": "1"}]})
     assert r.status_code == 422 and "lines" in r.json["errors"]
+
+
+def test_instants_carry_their_utc_offset(api):
+    body = new(api).json
+    assert body["created_at"] == "2026-03-02T09:00:00+00:00"
