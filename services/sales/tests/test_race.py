@@ -57,7 +57,7 @@ def test_two_simultaneous_decisions_on_one_step_exactly_one_counts(pg_api, round
         assert steps == ["rejected", "waiting", "waiting"]
         assert api.get(f"/v1/quotes/{q['id']}", REP).json["status"] == "rejected"
 
-def test_racing_admin_and_gm_on_the_same_step(pg_api):
+def test_two_general_managers_racing_on_step_two(pg_api):
     api = pg_api
     seed_products(api)
     opp = opportunity(api)
