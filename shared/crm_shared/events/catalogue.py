@@ -139,6 +139,8 @@ class ApprovalRequested(Schema):
     amount = _money(allow_none=True)
     currency = S(allow_none=True)
     max_discount_pct = _money(allow_none=True)
+    approver_team = Id(allow_none=True)  # a team-scoped role (sales_manager) decides for this team only
+    reminder = fields.Boolean(allow_none=True)  # true when the step has waited past its limit
 
 
 @REGISTRY.register("approval.decided")

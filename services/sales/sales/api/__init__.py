@@ -1,5 +1,7 @@
-"""HTTP endpoints of the sales service (flask-smorest blueprints)."""
+"""HTTP endpoints of the sales service (flask-smorest blueprints): thin views that parse, call the
+domain and serialise."""
 
 
 def blueprints() -> list:
-    return []
+    from . import approvals, contracts, customers, orders, quotes, reports
+    return [customers.blp, quotes.blp, approvals.blp, contracts.blp, orders.blp, reports.blp]
