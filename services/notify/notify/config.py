@@ -11,7 +11,7 @@ from `Settings.extra` (tests set it explicitly) over the environment.
 | NOTIFY_WEBHOOK_TIMEOUT | 5 | seconds per HTTP try (webhooks, robots, SMS provider) |
 | NOTIFY_RETRY_BASE_SECONDS | 60 | first retry delay; doubles each try, at most 6 h apart |
 | NOTIFY_RETRY_MAX_ATTEMPTS | 12 | tries before a delivery fails for good (webhooks also stop after 24 h) |
-| NOTIFY_WEBHOOK_DISABLE_AFTER | 3 | deliveries failed for good in a row before a webhook is disabled |
+| NOTIFY_WEBHOOK_DISABLE_AFTER | 1 | deliveries failed for good (all their tries used, or 24 h gone) in a row before a webhook is disabled |
 | NOTIFY_THROTTLE_MAX / NOTIFY_THROTTLE_WINDOW_SECONDS | 20 / 3600 | messages per recipient per channel per window; the rest go to the next digest |
 | NOTIFY_HOLIDAYS | built-in (Spring Festival, Mid-Autumn, National Day) | JSON {key: {"name": {"zh-CN":..,"en":..}, "dates": [..] or "every_year": "MM-DD"}} |
 | NOTIFY_SSE_MAX_SECONDS / NOTIFY_SSE_POLL_SECONDS / NOTIFY_SSE_HEARTBEAT_SECONDS | 300 / 1 / 15 | the inbox stream |
@@ -73,7 +73,7 @@ class NotifyConfig:
             retry_base_seconds=float(g("NOTIFY_RETRY_BASE_SECONDS", 60)),
             retry_max_attempts=int(g("NOTIFY_RETRY_MAX_ATTEMPTS", 12)),
             webhook_give_up_hours=float(g("NOTIFY_WEBHOOK_GIVE_UP_HOURS", 24)),
-            webhook_disable_after=int(g("NOTIFY_WEBHOOK_DISABLE_AFTER", 3)),
+            webhook_disable_after=int(g("NOTIFY_WEBHOOK_DISABLE_AFTER", 1)),
             throttle_max=int(g("NOTIFY_THROTTLE_MAX", 20)),
             throttle_window_seconds=int(g("NOTIFY_THROTTLE_WINDOW_SECONDS", 3600)),
             holidays=(json.loads(holidays) if isinstance(holidays, str) else holidays) or DEFAULT_HOLIDAYS,

@@ -118,38 +118,40 @@ def _finish(rt, row, **values) -> None:
 def _deliver(rt, row) -> None:
     cfg = config_of(rt)
     now = rt.clock.now()
-    s_rec = None
-    hook = None
-    with rt.uow() as uow:
+    rec = hook = None
+    decision: tuple = ("send",)
+    with rt.uow() as uow:  # read-only look: decide, then act in transactions of their own
         s = uow.session
         if row.recipient.startswith("webhook:"):
             hook = s.execute(select(m.webhooks).where(m.webhooks.c.id == int(row.recipient.split(":", 1)[1]))).first()
         else:
-            s_rec = store.recipient(s, row.recipient)
+            rec = store.recipient(s, row.recipient)
             pref = store.preference(s, row.recipient)
-        # quiet hours: an SMS is held until they end (not dropped); critical messages go at once
-        if row.channel == "sms" and not row.critical:
-            start, end = store.quiet_hours(s_rec, pref)
-            until = quiet_until(now, s_rec.timezone if s_rec is not None else None, start, end)
-            if until is not None:
-                return _finish(rt, row, status="pending", due_at=until,
-                               note=f"held for quiet hours until {until.isoformat()}")
-        # throttle: beyond N per window the message goes into the next digest
-        if row.channel != "inbox" and row.kind != "digest" and not row.critical and not hook:
-            window_start = now - timedelta(seconds=cfg.throttle_window_seconds)
-            sent = s.execute(select(func.count(), func.min(m.deliveries.c.sent_at)).where(
-                m.deliveries.c.recipient == row.recipient, m.deliveries.c.channel == row.channel,
-                m.deliveries.c.status == "sent", m.deliveries.c.sent_at > window_start)).first()
-            if sent[0] >= cfg.throttle_max:
-                oldest = utc(sent[1])
-                return _finish(rt, row, status="digest", digest_mode="throttle",
-                               due_at=oldest + timedelta(seconds=cfg.throttle_window_seconds),
-                               note=f"throttled: {sent[0]} sent in the window")
-        if row.channel == "inbox":
-            return _to_inbox(rt, row, now)
+            # quiet hours: an SMS is held until they end (not dropped); critical messages go at once
+            if row.channel == "sms" and not row.critical:
+                start, end = store.quiet_hours(rec, pref)
+                until = quiet_until(now, rec.timezone if rec is not None else None, start, end)
+                if until is not None:
+                    decision = ("hold", until)
+            # throttle: beyond N per window the message goes into the next digest
+            if decision[0] == "send" and row.channel != "inbox" and row.kind != "digest" and not row.critical:
+                window_start = now - timedelta(seconds=cfg.throttle_window_seconds)
+                sent = s.execute(select(func.count(), func.min(m.deliveries.c.sent_at)).where(
+                    m.deliveries.c.recipient == row.recipient, m.deliveries.c.channel == row.channel,
+                    m.deliveries.c.status == "sent", m.deliveries.c.sent_at > window_start)).first()
+                if sent[0] >= cfg.throttle_max:
+                    decision = ("throttle", utc(sent[1]) + timedelta(seconds=cfg.throttle_window_seconds), sent[0])
+    if decision[0] == "hold":
+        return _finish(rt, row, status="pending", due_at=decision[1],
+                       note=f"held for quiet hours until {decision[1].isoformat()}")
+    if decision[0] == "throttle":
+        return _finish(rt, row, status="digest", digest_mode="throttle", due_at=decision[1],
+                       note=f"throttled: {decision[2]} sent in the window; folded into the next digest")
+    if row.channel == "inbox":
+        return _to_inbox(rt, row, now)
     started = time.perf_counter()
     try:
-        _send_external(rt, row, s_rec, hook)
+        _send_external(rt, row, rec, hook)
     except SendError as exc:
         _record_failure(rt, row, now, exc, int((time.perf_counter() - started) * 1000), hook)
         if isinstance(exc, ChannelDown):

@@ -66,8 +66,11 @@ class Planner:
             values.update(language=used_lang, subject=rendered.subject, body=rendered.text, html=rendered.html,
                           sms_rule=rule)
         except templates.TemplateError as exc:
-            # logged in the delivery log rather than failing the event for every other recipient
-            values.update(language=lang, status="failed", last_error=f"template: {exc}")
+            if channel == "webhook":  # a generic webhook carries the event itself; the text is optional
+                values.update(language=lang)
+            else:
+                # logged in the delivery log rather than failing the event for every other recipient
+                values.update(language=lang, status="failed", last_error=f"template: {exc}")
         stmt = store.insert_ignore(self.s, m.deliveries).values(**values).on_conflict_do_nothing()
         added = self.s.execute(stmt.returning(m.deliveries.c.id)).first() is not None
         self.created += int(added)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
+from jinja2 import TemplateSyntaxError, Undefined, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup, escape
@@ -17,6 +17,17 @@ MAX_OUTPUT = 20_000
 
 class TemplateError(ValueError):
     """A template that is invalid or unsafe, or failed to render with the given payload."""
+
+
+class _Undefined(Undefined):
+    """A payload field that is absent renders as nothing (optional fields are often left out);
+    an unsafe attribute raises SecurityError whatever is done with it."""
+    __slots__ = ()
+
+    def __str__(self):
+        if self._undefined_exception is SecurityError:
+            self._fail_with_undefined_error()
+        return ""
 
 
 class _PayloadOnlyEnvironment(SandboxedEnvironment):
@@ -31,7 +42,7 @@ class _PayloadOnlyEnvironment(SandboxedEnvironment):
 
 
 def _env(autoescape: bool) -> SandboxedEnvironment:
-    env = _PayloadOnlyEnvironment(autoescape=autoescape, undefined=StrictUndefined, trim_blocks=True,
+    env = _PayloadOnlyEnvironment(autoescape=autoescape, undefined=_Undefined, trim_blocks=True,
                                   lstrip_blocks=True)
     env.globals.clear()  # no range(), lipsum(), dict(), cycler(), joiner(), namespace()
     return env
