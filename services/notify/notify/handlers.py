@@ -29,7 +29,7 @@ def _customer(uow, payload: dict) -> None:
                   team_id=payload.get("team_id"), owner_id=payload.get("owner_id"), birthday=payload.get("birthday"),
                   revision=rev, updated_at=now)
     if row is None:
-        s.execute(m.recipients.insert().values(id=rid, **values))
+        s.execute(m.recipients.insert().values(id=rid, birthday_greetings=True, holiday_greetings=True, **values))
     else:
         s.execute(update(m.recipients).where(m.recipients.c.id == rid).values(**values))
 

@@ -8,7 +8,7 @@
 - delivery_attempts: the outcome of every try
 - inbox_items: the in-app inbox
 """
-from sqlalchemy import (JSON, BigInteger, Boolean, Column, Date, DateTime, Index, Integer, String, Table, Text,
+from sqlalchemy import (JSON, BigInteger, Boolean, Column, Date, DateTime, Index, Integer, String, Table, Text, false, true,
                         UniqueConstraint)
 
 from crm_shared.db import messaging_tables, new_metadata
@@ -31,8 +31,8 @@ recipients = Table(
     Column("team_id", String(64), nullable=True),
     Column("owner_id", String(64), nullable=True),        # customers: the account owner
     Column("birthday", Date, nullable=True),
-    Column("birthday_greetings", Boolean, nullable=False, server_default="true"),
-    Column("holiday_greetings", Boolean, nullable=False, server_default="true"),
+    Column("birthday_greetings", Boolean, nullable=False, server_default=true()),
+    Column("holiday_greetings", Boolean, nullable=False, server_default=true()),
     Column("revision", Integer, nullable=True),           # customers: ignore stale customer.* events
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
@@ -58,8 +58,8 @@ subscriptions = Table(
     Column("channels", JSON, nullable=False),
     Column("template", String(100), nullable=False),
     Column("condition", JSON, nullable=True),
-    Column("critical", Boolean, nullable=False, server_default="false"),
-    Column("enabled", Boolean, nullable=False, server_default="true"),
+    Column("critical", Boolean, nullable=False, server_default=false()),
+    Column("enabled", Boolean, nullable=False, server_default=true()),
     Column("created_by", String(64), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
@@ -88,7 +88,7 @@ webhooks = Table(
     Column("secret", String(200), nullable=True),
     Column("event_types", JSON, nullable=False),
     Column("language", String(10), nullable=False),
-    Column("enabled", Boolean, nullable=False, server_default="true"),
+    Column("enabled", Boolean, nullable=False, server_default=true()),
     Column("consecutive_failures", Integer, nullable=False, server_default="0"),
     Column("disabled_at", DateTime(timezone=True), nullable=True),
     Column("disabled_reason", Text, nullable=True),
@@ -103,7 +103,7 @@ deliveries = Table(
     Column("recipient", String(100), nullable=False),      # user id, "customer:<id>" or "webhook:<id>"
     Column("channel", String(20), nullable=False),         # email | sms | inbox | webhook | wecom | dingtalk | feishu
     Column("kind", String(20), nullable=False),            # message | reminder | greeting | digest | notice
-    Column("critical", Boolean, nullable=False, server_default="false"),
+    Column("critical", Boolean, nullable=False, server_default=false()),
     Column("status", String(20), nullable=False),          # pending | sending | sent | failed | cancelled | digest | digested | skipped
     Column("language", String(10), nullable=True),
     Column("subject", Text, nullable=True),

@@ -58,7 +58,7 @@ class Recipient(MethodView):
             data["team_id"] = row.team_id if row is not None else u.team
         values = dict(data, kind="user", updated_at=runtime_of(current_app).clock.now())
         if row is None:
-            s.execute(m.recipients.insert().values(id=user_id, **values))
+            s.execute(m.recipients.insert().values(id=user_id, birthday_greetings=True, holiday_greetings=True, **values))
         else:
             s.execute(update(m.recipients).where(m.recipients.c.id == user_id).values(**values))
         uow.commit()
