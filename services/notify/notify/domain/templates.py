@@ -37,6 +37,27 @@ class _PayloadOnlyEnvironment(SandboxedEnvironment):
     def is_safe_attribute(self, obj, attr, value):
         return False
 
+    def getattr(self, obj, attribute):
+        if isinstance(obj, dict) and not attribute.startswith("_"):
+            if attribute in obj:
+                return obj[attribute]
+            return self.undefined(obj=obj, name=attribute)
+        if isinstance(obj, Undefined):
+            return self.undefined(obj=obj, name=attribute)
+        return self.unsafe_undefined(obj, attribute)
+
+    def getitem(self, obj, argument):
+        if isinstance(obj, dict) and not (isinstance(argument, str) and argument.startswith("_")):
+            return obj[argument] if argument in obj else self.undefined(obj=obj, name=argument)
+        if isinstance(obj, (list, tuple, str)) and isinstance(argument, (int, slice)):
+            try:
+                return obj[argument]
+            except IndexError:
+                return self.undefined(obj=obj, name=str(argument))
+        if isinstance(obj, Undefined):
+            return self.undefined(obj=obj, name=str(argument))
+        return self.unsafe_undefined(obj, str(argument))
+
     def is_safe_callable(self, obj):
         return False
 
