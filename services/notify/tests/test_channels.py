@@ -252,3 +252,53 @@ def test_one_failing_channel_never_blocks_the_queue(env):
     with env.rt.engine.connect() as c:
         assert c.execute(select(models.delivery_attempts.c.error).where(
             models.delivery_attempts.c.ok.is_(False))).scalar_one().startswith("SMTP_URL")
+
+
+def test_smtp_auth_credentials_from_the_url(make_env):
+    import socket
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    seen, logins = [], []
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope):
+            seen.append(envelope)
+            return "250 OK"
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        ok = isinstance(auth_data, LoginPassword) and auth_data.login == b"mailer" and auth_data.password == b"p@ss"
+        logins.append(ok)
+        return AuthResult(success=ok)
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctl = Controller(Handler(), hostname="127.0.0.1", port=port, authenticator=authenticator,
+                     auth_required=True, auth_require_tls=False)
+    ctl.start()
+    try:
+        env = make_env(SMTP_URL=f"smtp://mailer:p%40ss@127.0.0.1:{port}")
+        env.recipient("u1")
+        env.publish("lead.assigned", LEAD)
+        env.send_due()
+    finally:
+        ctl.stop()
+    assert len(seen) == 1 and logins == [True] and seen[0].rcpt_tos == ["u1@example.com"]
+    assert env.deliveries(channel="email")[0].status == "sent"
+
+
+def test_sms_http_provider_gets_a_signed_request(make_env, receiver):
+    env = make_env(SMS_URL=receiver.url, SMS_KEY="acct-1", SMS_SECRET="sms-secret")
+    env.recipient("sup1", mobile="+8613800000004")
+    env.publish("ticket.sla_breached", {"ticket_id": "T1", "customer_id": "C1", "type": "incident",
+                                        "priority": "P1", "queue": "q", "target": "resolution",
+                                        "due_at": "2026-03-10T01:00:00+00:00", "supervisor_id": "sup1"})
+    env.send_due()
+    assert len(receiver.requests) == 1
+    req = receiver.requests[0]
+    h = req["headers"]
+    body = json.loads(req["body"])
+    assert body["to"] == "+8613800000004" and "T1" in body["text"] and h["X-SMS-Key"] == "acct-1"
+    assert h["X-SMS-Signature"] == hmac.new(b"sms-secret", h["X-SMS-Timestamp"].encode() + b"." + req["body"],
+                                            hashlib.sha256).hexdigest()
