@@ -7,6 +7,7 @@ import json
 import time
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 from sqlalchemy import select
 
 from notify import handlers, models
@@ -254,6 +255,7 @@ def test_one_failing_channel_never_blocks_the_queue(env):
             models.delivery_attempts.c.ok.is_(False))).scalar_one().startswith("SMTP_URL")
 
 
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 def test_smtp_auth_credentials_from_the_url(make_env):
     import socket
     from aiosmtpd.controller import Controller
