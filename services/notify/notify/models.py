@@ -87,6 +87,7 @@ webhooks = Table(
     Column("url", String(2000), nullable=False),
     Column("secret", String(200), nullable=True),
     Column("event_types", JSON, nullable=False),
+    Column("condition", JSON, nullable=True),             # e.g. pool leads of one team only
     Column("language", String(10), nullable=False),
     Column("enabled", Boolean, nullable=False, server_default=true()),
     Column("consecutive_failures", Integer, nullable=False, server_default="0"),

@@ -34,6 +34,15 @@ class Planner:
         self.s = session
         self.now = now
         self.created = 0
+        self._people: dict = {}      # recipient id -> (recipient row, preference row), per event
+        self._templates: dict = {}   # (key, channel, language) -> custom template row or None
+
+    def _person(self, rid: str):
+        if rid not in self._people:
+            rec = store.recipient(self.s, rid)
+            pref = store.preference(self.s, rid) if not rid.startswith("customer:") else None
+            self._people[rid] = (rec, pref)
+        return self._people[rid]
 
     # -- one message -----------------------------------------------------------------------------
     def add(self, *, event_id: str, event_type: str, recipient: str, channel: str, template: str, context: dict,
@@ -42,8 +51,7 @@ class Planner:
             honour_preferences: bool = True) -> bool:
         rec = pref = None
         if not recipient.startswith("webhook:"):
-            rec = store.recipient(self.s, recipient)
-            pref = store.preference(self.s, recipient) if not recipient.startswith("customer:") else None
+            rec, pref = self._person(recipient)
         if honour_preferences and not critical and pref is not None:
             chosen = (pref.channels or {}).get(event_type)
             if chosen is not None and channel not in chosen:
@@ -62,7 +70,7 @@ class Planner:
                       critical=critical, status=status, digest_mode=digest_mode, due_at=due, attempts=0,
                       reason_key=reason_key, created_at=self.now, payload=payload or refs_of(context))
         try:
-            rendered, rule, used_lang = store.render_for(self.s, template, channel, lang, context)
+            rendered, rule, used_lang = store.render_for(self.s, template, channel, lang, context, self._templates)
             values.update(language=used_lang, subject=rendered.subject, body=rendered.text, html=rendered.html,
                           sms_rule=rule)
         except templates.TemplateError as exc:
@@ -114,7 +122,7 @@ class Planner:
         context = dict(payload, event_type=env.type, event_id=env.id)
         envelope = {"id": env.id, "type": env.type, "version": env.version, "occurred_at": env.occurred_at,
                     "producer": env.producer, "payload": jsonable(payload)}
-        for hook in store.webhooks_for(self.s, env.type):
+        for hook in store.webhooks_for(self.s, env.type, payload):
             self.add(event_id=env.id, event_type=env.type, recipient=f"webhook:{hook.id}", channel=hook.kind,
                      template=env.type, context=context, reason_key=None, language=hook.language,
                      payload=envelope, honour_preferences=False)

@@ -27,6 +27,13 @@ def _event_type(value):
         raise ValidationError("Not an event type this service handles (see the catalogue) nor a schedule key.")
 
 
+def _check_condition(condition) -> None:
+    for field, tests in (condition or {}).items():
+        bad = [op for op in tests if op not in ("eq", "ne", "gt", "gte", "lt", "lte", "in", "present")]
+        if bad:
+            raise ValidationError(f"Unknown operator(s) {bad} for {field}.", "condition")
+
+
 class _Out(Schema):
     class Meta:
         ordered = True
@@ -59,10 +66,7 @@ class SubscriptionIn(Schema):
                 raise ValidationError(f"{data['event_type']} has no field {value}.", "recipient_value")
         if data.get("template") and data["template"] not in TEMPLATE_KEYS and data["template"] not in known_event_types():
             raise ValidationError("Unknown template key.", "template")
-        for field, tests in (data.get("condition") or {}).items():
-            bad = [op for op in tests if op not in ("eq", "ne", "gt", "gte", "lt", "lte", "in", "present")]
-            if bad:
-                raise ValidationError(f"Unknown operator(s) {bad} for {field}.", "condition")
+        _check_condition(data.get("condition"))
 
 
 class SubscriptionOut(_Out):
@@ -184,6 +188,9 @@ class WebhookIn(Schema):
     secret = Text(load_default=None, allow_none=True, max_length=200)
     kind = Text(load_default="webhook", validate=validate.OneOf(WEBHOOK_KINDS))
     language = Text(load_default="zh-CN", validate=validate.OneOf(LANGUAGES))
+    condition = fields.Dict(keys=Text(max_length=64), values=fields.Dict(), load_default=None, allow_none=True,
+                            metadata={"description": 'only events whose payload matches, e.g. pool leads of one team: '
+                                                     '{"owner_id": {"present": false}, "team_id": {"eq": "east"}}'})
 
     @validates("event_types")
     def _types(self, value, **kw):
@@ -198,6 +205,7 @@ class WebhookIn(Schema):
             raise ValidationError("A webhook needs a secret to sign with (at least 16 characters).", "secret")
         if data.get("kind", "webhook") == "webhook" and len(data["secret"]) < 16:
             raise ValidationError("At least 16 characters.", "secret")
+        _check_condition(data.get("condition"))
 
 
 class WebhookOut(_Out):
@@ -206,6 +214,7 @@ class WebhookOut(_Out):
     kind = fields.String()
     url = fields.String()
     event_types = fields.List(fields.String())
+    condition = fields.Dict(allow_none=True)
     language = fields.String()
     enabled = fields.Boolean()
     consecutive_failures = fields.Integer()

@@ -81,11 +81,16 @@ def _custom_template(session, key, channel, language):
         .order_by((m.templates.c.channel == "*").asc())).first()
 
 
-def template_candidates(session, key: str, channel: str, language: str):
+def template_candidates(session, key: str, channel: str, language: str, cache: dict | None = None):
     """Candidates in order: custom then shipped in the wanted language, then the other language
     ("fall back to the other language rather than send nothing"). Yields (subject, body, rule, lang)."""
     for lang in (language, other_language(language)):
-        row = _custom_template(session, key, channel, lang)
+        if cache is None:
+            row = _custom_template(session, key, channel, lang)
+        else:
+            if (key, channel, lang) not in cache:
+                cache[(key, channel, lang)] = _custom_template(session, key, channel, lang)
+            row = cache[(key, channel, lang)]
         if row is not None:
             yield row.subject, row.body, row.sms_rule, lang
         shipped = defaults.DEFAULT_TEMPLATES.get(key, {}).get(lang)
@@ -93,11 +98,11 @@ def template_candidates(session, key: str, channel: str, language: str):
             yield shipped[0], shipped[1], "split", lang
 
 
-def render_for(session, key: str, channel: str, language: str, context: dict):
+def render_for(session, key: str, channel: str, language: str, context: dict, cache: dict | None = None):
     """The first candidate that renders. Returns (Rendered, sms_rule, language) or raises
     TemplateError with the reasons when none does."""
     errors = []
-    for subject, body, rule, lang in template_candidates(session, key, channel, language):
+    for subject, body, rule, lang in template_candidates(session, key, channel, language, cache):
         try:
             return templates.render(subject, body, context), rule, lang
         except templates.TemplateError as exc:
@@ -107,9 +112,11 @@ def render_for(session, key: str, channel: str, language: str, context: dict):
 
 # -- webhooks --------------------------------------------------------------------------------------
 
-def webhooks_for(session, event_type: str):
+def webhooks_for(session, event_type: str, payload: dict):
+    from .domain.rules import matches
     rows = session.execute(select(m.webhooks).where(m.webhooks.c.enabled.is_(True))).all()
-    return [r for r in rows if event_type in (r.event_types or []) or "*" in (r.event_types or [])]
+    return [r for r in rows if (event_type in (r.event_types or []) or "*" in (r.event_types or []))
+            and matches(r.condition, payload)]
 
 
 # -- cancellation ----------------------------------------------------------------------------------

@@ -304,3 +304,19 @@ def test_sms_http_provider_gets_a_signed_request(make_env, receiver):
     assert body["to"] == "+8613800000004" and "T1" in body["text"] and h["X-SMS-Key"] == "acct-1"
     assert h["X-SMS-Signature"] == hmac.new(b"sms-secret", h["X-SMS-Timestamp"].encode() + b"." + req["body"],
                                             hashlib.sha256).hexdigest()
+
+
+def test_a_team_robot_hears_only_of_its_teams_pool_leads(make_env, receiver):
+    env = make_env(NOTIFY_WEBHOOK_ALLOW_PRIVATE="1")
+    r = env.client.post("/v1/webhooks", headers=env.headers("m1", ("sales_manager",)), json={
+        "url": receiver.url, "event_types": ["lead.created"], "kind": "wecom",
+        "condition": {"owner_id": {"present": False}, "team_id": {"eq": "east"}}})
+    assert r.status_code == 201, r.json
+    bad = env.client.post("/v1/webhooks", headers=env.admin(), json={
+        "url": receiver.url, "event_types": ["lead.created"], "kind": "wecom", "condition": {"x": {"like": 1}}})
+    assert bad.status_code == 422 and "condition" in bad.json["errors"]
+    env.publish("lead.created", {"lead_id": "L1", "status": "new", "team_id": "east", "name": "pool east"})
+    env.publish("lead.created", {"lead_id": "L2", "status": "new", "team_id": "west", "name": "pool west"})
+    env.publish("lead.created", {"lead_id": "L3", "status": "new", "team_id": "east", "owner_id": "u1"})
+    env.send_due()
+    assert len(receiver.requests) == 1 and "pool east" in json.loads(receiver.requests[0]["body"])["markdown"]["content"]

@@ -147,6 +147,7 @@ def upgrade():
     sa.Column('url', sa.String(length=2000), nullable=False),
     sa.Column('secret', sa.String(length=200), nullable=True),
     sa.Column('event_types', sa.JSON(), nullable=False),
+    sa.Column('condition', sa.JSON(), nullable=True),
     sa.Column('language', sa.String(length=10), nullable=False),
     sa.Column('enabled', sa.Boolean(), server_default=sa.true(), nullable=False),
     sa.Column('consecutive_failures', sa.Integer(), server_default='0', nullable=False),

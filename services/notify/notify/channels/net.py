@@ -73,6 +73,8 @@ class _GuardMixin:
         for family, socktype, proto, _, sockaddr in infos:
             sock = socket.socket(family, socktype, proto)
             try:
+                for opt in self.socket_options or ():
+                    sock.setsockopt(*opt)  # urllib3's defaults: TCP_NODELAY
                 t = self.timeout if isinstance(self.timeout, (int, float)) else None
                 sock.settimeout(t)
                 sock.connect(sockaddr)

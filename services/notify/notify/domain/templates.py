@@ -4,6 +4,7 @@ or import anything. Text is rendered without escaping, HTML (email) with autoesc
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -84,8 +85,10 @@ def _unsafe_names(ast) -> list[str]:
     return bad
 
 
+@lru_cache(maxsize=2048)
 def check(source: str) -> None:
-    """Refuse a template that does not parse or reaches for anything beyond the payload."""
+    """Refuse a template that does not parse or reaches for anything beyond the payload.
+    (Cached: only templates that pass are remembered, since an exception is not cached.)"""
     try:
         ast = _TEXT.parse(source)
     except TemplateSyntaxError as exc:
@@ -112,9 +115,8 @@ def _plain(value):
 
 def render_one(source: str, context: dict, html: bool = False) -> str:
     check(source)
-    env = _HTML if html else _TEXT
     try:
-        out = env.from_string(source).render(**_plain(context))
+        out = _compiled(source, html).render(**_plain(context))
     except SecurityError as exc:
         raise TemplateError(f"unsafe template: {exc}") from None
     except UndefinedError as exc:
@@ -126,6 +128,11 @@ def render_one(source: str, context: dict, html: bool = False) -> str:
     if len(out) > MAX_OUTPUT:
         raise TemplateError(f"the rendered text is longer than {MAX_OUTPUT} characters")
     return out
+
+
+@lru_cache(maxsize=2048)
+def _compiled(source: str, html: bool):
+    return (_HTML if html else _TEXT).from_string(source)
 
 
 @dataclass(frozen=True)
