@@ -3,8 +3,8 @@
 1. Claim: due rows go from `pending` to `sending` with a lease, in a short transaction (on
    PostgreSQL with FOR UPDATE SKIP LOCKED, so two workers never take the same row; a worker that
    dies mid-way leaves rows whose lease runs out and are claimed again).
-2. Send, channel by channel in parallel threads, so a slow or dead channel (SMTP down) never
-   holds up the others. A channel found down is not hammered: the rest of its rows wait for the
+2. Send, channel by channel (and webhook endpoint by endpoint) in parallel threads, so a slow or
+   dead channel (SMTP down) never holds up the others. A channel found down is not hammered: the rest of its rows wait for the
    next run, without counting a try.
 3. Record every try (`delivery_attempts`) and the outcome on the row: sent; or retried later with
    exponential backoff; or failed for good (a webhook also counts towards being disabled)."""
@@ -29,6 +29,7 @@ from .domain.rules import next_retry, quiet_until, sms_parts, utc
 
 log = logging.getLogger(__name__)
 LEASE = timedelta(minutes=5)
+MAX_THREADS = 8
 
 
 class Channels:
@@ -73,13 +74,14 @@ def run(rt) -> int:
     rows = claim(rt, cfg.dispatch_batch)
     if not rows:
         return 0
+    # one group per channel, and one per webhook endpoint: a slow receiver holds up only itself
     groups: dict[str, list] = {}
     for r in rows:
-        groups.setdefault(r.channel, []).append(r)
+        groups.setdefault(r.recipient if r.recipient.startswith("webhook:") else r.channel, []).append(r)
     if len(groups) == 1:
         _run_channel(rt, next(iter(groups.values())))
     else:
-        with ThreadPoolExecutor(max_workers=len(groups), thread_name_prefix="notify-send") as pool:
+        with ThreadPoolExecutor(max_workers=min(len(groups), MAX_THREADS), thread_name_prefix="notify-send") as pool:
             for f in [pool.submit(_run_channel, rt, g) for g in groups.values()]:
                 f.result()
     return len(rows)
