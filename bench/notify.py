@@ -70,6 +70,7 @@ class _Receiver:
 
         class H(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go in two writes: no 40 ms delayed-ACK stall
 
             def do_POST(self):
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))

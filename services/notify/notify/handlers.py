@@ -40,10 +40,10 @@ def _reasons_gone(event_type: str, p: dict) -> list[str]:
         return [f"followup:{p['lead_id']}"]
     if event_type == "lead.assigned" and p.get("previous_owner_id") and p.get("previous_owner_id") != p.get("owner_id"):
         return [f"followup:{p['lead_id']}"]
-    if event_type == "approval.decided":
-        return [f"approval:{p['approval_id']}"]
-    if event_type == "approval.requested":  # a new step: the previous step's reminder is moot
-        return [f"approval:{p['approval_id']}"]
+    if event_type == "approval.decided":  # this step is decided (events of later steps keep theirs)
+        return [f"approval:{p['approval_id']}:{p['step']}"]
+    if event_type == "approval.requested":  # a new step: the earlier steps' reminders are moot
+        return [f"approval:{p['approval_id']}:{s}" for s in range(1, p["step"])]
     if event_type == "payment.received":
         return [f"payment:{i}" for i in p.get("installment_ids") or []]
     if event_type in ("contract.renewed", "contract.terminated"):
@@ -64,7 +64,7 @@ def _reason_of(event_type: str, p: dict) -> str | None:
     if event_type == "lead.recycle_warning":
         return f"followup:{p['lead_id']}"
     if event_type == "approval.requested":
-        return f"approval:{p['approval_id']}"
+        return f"approval:{p['approval_id']}:{p['step']}"
     return None
 
 

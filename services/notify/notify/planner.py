@@ -150,4 +150,4 @@ class Planner:
             for channel in defaults.APPROVAL_REMINDER_CHANNELS:
                 self.add(event_id=f"{env.id}:remind", event_type="reminder.approval", recipient=approver,
                          channel=channel, template="reminder.approval", context=context, kind="reminder",
-                         due_at=max(due, self.now), reason_key=f"approval:{payload['approval_id']}")
+                         due_at=max(due, self.now), reason_key=f"approval:{payload['approval_id']}:{payload['step']}")

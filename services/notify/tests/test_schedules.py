@@ -125,8 +125,16 @@ def test_approval_reminder_after_a_business_day_unless_decided(env):
                                      "final": True})
     env.clock.advance(days=5)
     env.send_due()
-    assert {r.status for r in env.deliveries(event_type="reminder.approval") if r.reason_key == "approval:A2"} == {
+    assert {r.status for r in env.deliveries(event_type="reminder.approval") if r.reason_key == "approval:A2:1"} == {
         "cancelled"}
+    # step 2 of A1 requested after step 1 was approved: step 1's pending reminder (if any) goes,
+    # step 2's stays even if step 1's decision arrives late
+    env.publish("approval.requested", dict(req, approval_id="A3", step=2))
+    env.publish("approval.decided", {"approval_id": "A3", "subject_type": "quote", "subject_id": "Q1",
+                                     "requester_id": "u1", "approver_id": "gm1", "step": 1, "decision": "approve",
+                                     "final": False})
+    assert {r.status for r in env.deliveries(event_type="reminder.approval") if r.reason_key == "approval:A3:2"} == {
+        "pending"}
 
 
 def test_payment_received_cancels_an_overdue_notice_still_waiting(env):
@@ -192,6 +200,20 @@ def test_throttle_folds_the_excess_into_the_next_digest(make_env, smtp):
     digest.run(env.rt)
     env.send_due()
     assert len(smtp.messages) == 3 and smtp.messages[-1][1]["Subject"] == "Digest (3 messages)"
+
+
+def test_daily_digest_waits_for_nine_in_the_morning_local(env):
+    env.recipient("u1", timezone="Asia/Shanghai")
+    env.client.put("/v1/preferences", headers=env.headers("u1"), json={"digest": {"contract.expiring": "daily"}})
+    env.publish("contract.expiring", {"contract_id": "K1", "customer_id": "C1", "owner_id": "u1"})
+    row = env.deliveries(channel="email")[0]
+    assert row.status == "digest" and utc(row.due_at) == datetime(2026, 3, 11, 1, 0, tzinfo=timezone.utc)
+
+
+def test_nobody_is_told_of_their_own_action(env):
+    env.publish("lead.assigned", {"lead_id": "L1", "owner_id": "u1", "reason": "claim", "by_user_id": "u1"})
+    env.publish("lead.assigned", {"lead_id": "L2", "owner_id": "u1", "reason": "transfer", "by_user_id": "m1"})
+    assert {r.payload["lead_id"] for r in env.deliveries(channel="inbox")} == {"L2"}
 
 
 def test_customer_read_model_ignores_stale_revisions(env):
