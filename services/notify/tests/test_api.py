@@ -169,3 +169,29 @@ def test_two_dispatchers_at_once_send_each_message_once(make_env, pg_url):
         assert c.execute(select(func.count()).select_from(models.inbox_items)).scalar_one() == 40
         assert c.execute(select(func.count()).select_from(models.delivery_attempts)
                          .where(models.delivery_attempts.c.ok.is_(True))).scalar_one() == 40
+
+
+def test_the_same_event_planned_concurrently_gives_one_row_per_recipient_and_channel(make_env, pg_url):
+    """Even past the inbox (two consumers racing on one event id), the unique key settles it."""
+    from notify import handlers
+    env = make_env(pg_url)
+    env.recipient("u1")
+    e = env.envelope("lead.assigned", LEAD)
+    barrier = threading.Barrier(4)
+    errors = []
+
+    def plan():
+        try:
+            with env.rt.uow() as uow:
+                barrier.wait()
+                handlers.handle(uow, e, dict(LEAD))
+                uow.commit()
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+    threads = [threading.Thread(target=plan) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted((r.recipient, r.channel) for r in env.deliveries(event_id=e.id)) == [("u1", "email"), ("u1", "inbox")]
