@@ -21,7 +21,8 @@ ROBOT_KINDS = ("wecom", "dingtalk", "feishu")
 
 def refs_of(payload: dict) -> dict:
     """The ids a message is about (lead_id, ticket_id...), for the inbox and links."""
-    return {k: v for k, v in payload.items() if (k.endswith("_id") or k.endswith("_ids")) and v not in (None, [])}
+    return {k: jsonable(v) for k, v in payload.items()
+            if (k.endswith("_id") or k.endswith("_ids")) and k != "event_id" and v not in (None, [])}
 
 
 def jsonable(value):
