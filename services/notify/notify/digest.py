@@ -8,7 +8,6 @@ import hashlib
 from sqlalchemy import select, update
 
 from . import models as m
-from . import store
 from .planner import Planner
 
 
@@ -45,5 +44,3 @@ def run(rt) -> int:
             made += 1
     return made
 
-
-__all__ = ["run", "store"]

@@ -162,10 +162,6 @@ def _deliver(rt, row) -> None:
     _record_success(rt, row, now, int((time.perf_counter() - started) * 1000), hook)
 
 
-class Skip(Exception):
-    """Nothing to send to (no address, webhook disabled): logged, not retried."""
-
-
 def _send_external(rt, row, rec, hook) -> None:
     ch = channels_of(rt)
     ref = f"{row.id}:{row.event_id}"

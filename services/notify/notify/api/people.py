@@ -4,11 +4,11 @@ from __future__ import annotations
 from flask import current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from crm_shared.web.app import runtime_of, unit_of_work
 from crm_shared.web.auth import current_user, require_roles
-from crm_shared.web.errors import Forbidden, NotFound
+from crm_shared.web.errors import NotFound
 
 from .. import models as m
 from .. import store
@@ -140,5 +140,3 @@ class Care(MethodView):
             uow.commit()
         return store.recipient(uow.session, f"customer:{customer_id}")._asdict()
 
-
-__all__ = ["recipients_blp", "preferences_blp", "customers_blp", "Forbidden", "select"]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import smtplib
 import ssl
-from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -67,5 +66,3 @@ class SmtpSender:
         except (OSError, smtplib.SMTPException) as exc:
             raise SendError(f"SMTP failed: {type(exc).__name__}: {exc}") from None
 
-
-__all__ = ["SmtpSender", "Address"]

@@ -11,7 +11,6 @@ from decimal import Decimal
 from jinja2 import TemplateSyntaxError, Undefined, nodes
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.sandbox import SandboxedEnvironment
-from markupsafe import Markup, escape
 
 MAX_OUTPUT = 20_000
 
@@ -155,5 +154,3 @@ def render(subject: str, body: str, context: dict) -> Rendered:
     html = html_document(render_one(body, context, html=True).strip())
     return Rendered(subj, text, html)
 
-
-__all__ = ["TemplateError", "Rendered", "render", "render_one", "check", "escape", "Markup"]
