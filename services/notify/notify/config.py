@@ -4,6 +4,7 @@ from `Settings.extra` (tests set it explicitly) over the environment.
 | variable | default | meaning |
 |---|---|---|
 | SMTP_URL | (none: email fails and is retried) | smtp://user:pass@host:port (add ?starttls=1), smtps://... for TLS from the start |
+| SMTP_CA_FILE | (system CAs) | PEM file of the CA that signed the SMTP server's certificate (STARTTLS/smtps) |
 | NOTIFY_MAIL_FROM | CRM <noreply@crm.local> | the From header |
 | SMS_URL | file://var/sms.jsonl | file://PATH (development sink, one JSON line per text) or https://provider/send |
 | SMS_KEY / SMS_SECRET | - | the HTTP provider's account key and signing secret |
@@ -40,6 +41,7 @@ def _flag(v) -> bool:
 @dataclass(frozen=True)
 class NotifyConfig:
     smtp_url: str | None
+    smtp_ca_file: str | None
     mail_from: str
     sms_url: str
     sms_key: str | None
@@ -65,6 +67,7 @@ class NotifyConfig:
         holidays = g("NOTIFY_HOLIDAYS")
         return cls(
             smtp_url=g("SMTP_URL") or None,
+            smtp_ca_file=g("SMTP_CA_FILE") or None,
             mail_from=g("NOTIFY_MAIL_FROM", "CRM <noreply@crm.local>"),
             sms_url=g("SMS_URL", "file://" + os.path.join(e.get("CRM_DATA_DIR", "var"), "sms.jsonl")),
             sms_key=g("SMS_KEY"), sms_secret=g("SMS_SECRET"),

@@ -36,7 +36,7 @@ class Channels:
     """The adapters, built once per runtime."""
 
     def __init__(self, cfg):
-        self.email = SmtpSender(cfg.smtp_url, cfg.mail_from)
+        self.email = SmtpSender(cfg.smtp_url, cfg.mail_from, ca_file=cfg.smtp_ca_file)
         self.webhook_http = HttpClient(cfg.allow_private, cfg.http_timeout)
         self.webhooks = WebhookSender(self.webhook_http)
         # the SMS provider's URL is the operator's configuration, not user input: not SSRF-guarded

@@ -320,3 +320,76 @@ def test_a_team_robot_hears_only_of_its_teams_pool_leads(make_env, receiver):
     env.publish("lead.created", {"lead_id": "L3", "status": "new", "team_id": "east", "owner_id": "u1"})
     env.send_due()
     assert len(receiver.requests) == 1 and "pool east" in json.loads(receiver.requests[0]["body"])["markdown"]["content"]
+
+
+def _ca_and_server_cert(tmp_path):
+    import datetime as dt
+    import ipaddress
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+          .not_valid_after(now + dt.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "smtp")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    (tmp_path / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                         serialization.PrivateFormat.PKCS8,
+                                                         serialization.NoEncryption()))
+    return tmp_path / "ca.pem", tmp_path / "cert.pem", tmp_path / "key.pem"
+
+
+def test_smtp_starttls_then_auth(make_env, tmp_path):
+    """The server requires STARTTLS before AUTH; the client verifies its certificate against SMTP_CA_FILE."""
+    import socket
+    import ssl
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult
+
+    ca, cert, key = _ca_and_server_cert(tmp_path)
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    seen, tls_seen = [], []
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope):
+            tls_seen.append(session.ssl is not None)
+            seen.append(envelope)
+            return "250 OK"
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctl = Controller(Handler(), hostname="127.0.0.1", port=port, tls_context=server_tls, require_starttls=True,
+                     authenticator=lambda *a: AuthResult(success=True), auth_required=True)
+    ctl.start()
+    try:
+        env = make_env(SMTP_URL=f"smtp://mailer:pw@127.0.0.1:{port}?starttls=1", SMTP_CA_FILE=str(ca))
+        env.recipient("u1")
+        env.publish("lead.assigned", LEAD)
+        env.send_due()
+        # without the CA the certificate is not trusted: the channel is down, nothing is sent in clear
+        untrusted = make_env(SMTP_URL=f"smtp://mailer:pw@127.0.0.1:{port}?starttls=1")
+        untrusted.recipient("u1")
+        untrusted.publish("lead.assigned", LEAD)
+        untrusted.send_due()
+    finally:
+        ctl.stop()
+    assert len(seen) == 1 and tls_seen == [True]
+    assert env.deliveries(channel="email")[0].status == "sent"
+    row = untrusted.deliveries(channel="email")[0]
+    assert row.status == "pending" and "TLS" in row.last_error

@@ -13,10 +13,14 @@ from . import ChannelDown, SendError
 
 
 class SmtpSender:
-    def __init__(self, url: str | None, mail_from: str, timeout: float = 10.0):
+    def __init__(self, url: str | None, mail_from: str, timeout: float = 10.0, ca_file: str | None = None):
         self.url = url
         self.mail_from = mail_from
         self.timeout = timeout
+        self.ca_file = ca_file  # a private CA for the SMTP server's certificate; the system's otherwise
+
+    def _tls(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.ca_file) if self.ca_file else ssl.create_default_context()
 
     def build(self, to: str, subject: str, text: str, html: str, message_id: str) -> EmailMessage:
         msg = EmailMessage()
@@ -44,7 +48,7 @@ class SmtpSender:
         msg = self.build(to, subject, text, html, message_id)
         try:
             if u.scheme == "smtps":
-                client = smtplib.SMTP_SSL(host, port, timeout=self.timeout, context=ssl.create_default_context())
+                client = smtplib.SMTP_SSL(host, port, timeout=self.timeout, context=self._tls())
             else:
                 client = smtplib.SMTP(host, port, timeout=self.timeout)
         except (OSError, smtplib.SMTPException) as exc:
@@ -52,12 +56,14 @@ class SmtpSender:
         try:
             with client:
                 if starttls:
-                    client.starttls(context=ssl.create_default_context())
+                    client.starttls(context=self._tls())
                 if u.username:
                     client.login(unquote(u.username), unquote(u.password or ""))
                 client.send_message(msg)
         except smtplib.SMTPRecipientsRefused as exc:
             raise SendError(f"recipient refused: {exc.recipients}", permanent=True) from None
+        except ssl.SSLError as exc:
+            raise ChannelDown(f"TLS with the SMTP server failed: {exc}") from None
         except smtplib.SMTPAuthenticationError as exc:
             raise ChannelDown(f"SMTP authentication failed: {exc.smtp_code}") from None
         except smtplib.SMTPResponseException as exc:
