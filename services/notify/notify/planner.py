@@ -4,30 +4,22 @@ planning the same event twice (a redelivery that got past the inbox, a replayed 
 cannot make a second message."""
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 
 from . import models as m
 from . import store
 from .domain import defaults, templates
+from .domain.templates import plain as jsonable
 from .domain.rules import add_business_day, matches, next_hour, next_local_time, parse_hhmm, utc
-
-log = logging.getLogger(__name__)
 
 PERSON_CHANNELS = ("inbox", "email", "sms")
 CUSTOMER_CHANNELS = ("email", "sms")
-ROBOT_KINDS = ("wecom", "dingtalk", "feishu")
 
 
 def refs_of(payload: dict) -> dict:
     """The ids a message is about (lead_id, ticket_id...), for the inbox and links."""
     return {k: jsonable(v) for k, v in payload.items()
             if (k.endswith("_id") or k.endswith("_ids")) and k != "event_id" and v not in (None, [])}
-
-
-def jsonable(value):
-    from .domain.templates import _plain
-    return _plain(value)
 
 
 class Planner:

@@ -97,12 +97,12 @@ def check(source: str) -> None:
         raise TemplateError(f"unsafe template: {', '.join(sorted(set(bad)))} is not allowed (only payload fields)")
 
 
-def _plain(value):
+def plain(value):
     """Payload values as templates should see them: dicts, lists, strings and numbers."""
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     if isinstance(value, Decimal):
         return format(value, "f")
     if isinstance(value, datetime):
@@ -115,7 +115,7 @@ def _plain(value):
 def render_one(source: str, context: dict, html: bool = False) -> str:
     check(source)
     try:
-        out = _compiled(source, html).render(**_plain(context))
+        out = _compiled(source, html).render(**plain(context))
     except SecurityError as exc:
         raise TemplateError(f"unsafe template: {exc}") from None
     except UndefinedError as exc:
