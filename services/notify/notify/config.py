@@ -15,7 +15,7 @@ from `Settings.extra` (tests set it explicitly) over the environment.
 | NOTIFY_WEBHOOK_DISABLE_AFTER | 1 | deliveries failed for good (all their tries used, or 24 h gone) in a row before a webhook is disabled |
 | NOTIFY_THROTTLE_MAX / NOTIFY_THROTTLE_WINDOW_SECONDS | 20 / 3600 | messages per recipient per channel per window; the rest go to the next digest |
 | NOTIFY_HOLIDAYS | built-in (Spring Festival, Mid-Autumn, National Day) | JSON {key: {"name": {"zh-CN":..,"en":..}, "dates": [..] or "every_year": "MM-DD"}} |
-| NOTIFY_SSE_MAX_SECONDS / NOTIFY_SSE_POLL_SECONDS / NOTIFY_SSE_HEARTBEAT_SECONDS | 300 / 1 / 15 | the inbox stream |
+| NOTIFY_SSE_MAX_SECONDS / NOTIFY_SSE_POLL_SECONDS / NOTIFY_SSE_HEARTBEAT_SECONDS | 25 / 1 / 10 | the inbox stream (25 s stays under gunicorn's 30 s worker timeout; raise it with threaded workers) |
 | NOTIFY_DISPATCH_BATCH | 200 | deliveries claimed per dispatch run |
 """
 from __future__ import annotations
@@ -80,9 +80,9 @@ class NotifyConfig:
             throttle_max=int(g("NOTIFY_THROTTLE_MAX", 20)),
             throttle_window_seconds=int(g("NOTIFY_THROTTLE_WINDOW_SECONDS", 3600)),
             holidays=(json.loads(holidays) if isinstance(holidays, str) else holidays) or DEFAULT_HOLIDAYS,
-            sse_max_seconds=float(g("NOTIFY_SSE_MAX_SECONDS", 300)),
+            sse_max_seconds=float(g("NOTIFY_SSE_MAX_SECONDS", 25)),
             sse_poll_seconds=float(g("NOTIFY_SSE_POLL_SECONDS", 1)),
-            sse_heartbeat_seconds=float(g("NOTIFY_SSE_HEARTBEAT_SECONDS", 15)),
+            sse_heartbeat_seconds=float(g("NOTIFY_SSE_HEARTBEAT_SECONDS", 10)),
             dispatch_batch=int(g("NOTIFY_DISPATCH_BATCH", 200)),
         )
 
