@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 
-from sqlalchemy import (BigInteger, Boolean, Column, DateTime, Index, Integer, MetaData, String,
+from sqlalchemy import (BigInteger, Boolean, Column, DateTime, Index, Integer, MetaData, String, false,
                         Table, Text, create_engine, event, text)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
@@ -35,7 +35,7 @@ def messaging_tables(metadata: MetaData) -> tuple[Table, Table]:
         Column("published_at", DateTime(timezone=True), nullable=True),
         Column("attempts", Integer, nullable=False, server_default="0"),
         Column("last_error", Text, nullable=True),
-        Column("unroutable", Boolean, nullable=False, server_default="false"),
+        Column("unroutable", Boolean, nullable=False, server_default=false()),
     )
     Index("ix_outbox_pending", outbox.c.id,
           postgresql_where=outbox.c.published_at.is_(None),

@@ -1,4 +1,87 @@
 """What the notify service does with incoming events: event type -> handler(uow, envelope, payload).
-Each handler runs in the transaction that records the event as processed."""
+Each handler runs in the transaction that records the event as processed. It only writes rows
+(deliveries, the customer read model, cancellations); the dispatch job sends."""
+from __future__ import annotations
 
-HANDLERS: dict = {}
+from sqlalchemy import select, update
+
+from crm_shared.events.catalogue import bindings_for
+
+from . import models as m
+from . import store
+from .planner import Planner
+from .domain.rules import normalise_language, valid_zone
+
+
+def _customer(uow, payload: dict) -> None:
+    """customer.created / customer.updated: the customer's contact data, language, time zone and
+    birthday (a read model). An event older than what we hold (revision) is ignored."""
+    s, now = uow.session, uow.runtime.clock.now()
+    rid = f"customer:{payload['customer_id']}"
+    row = s.execute(select(m.recipients.c.revision).where(m.recipients.c.id == rid)).first()
+    rev = payload.get("revision")
+    if row is not None and row.revision is not None and rev is not None and rev < row.revision:
+        return
+    tz = payload.get("timezone")
+    values = dict(kind="customer", name=payload.get("name"), email=payload.get("email"), mobile=payload.get("phone"),
+                  language=normalise_language(payload.get("language")),
+                  timezone=tz if tz and valid_zone(tz) else "Asia/Shanghai", roles=[],
+                  team_id=payload.get("team_id"), owner_id=payload.get("owner_id"), birthday=payload.get("birthday"),
+                  revision=rev, updated_at=now)
+    if row is None:
+        s.execute(m.recipients.insert().values(id=rid, birthday_greetings=True, holiday_greetings=True, **values))
+    else:
+        s.execute(update(m.recipients).where(m.recipients.c.id == rid).values(**values))
+
+
+# what makes a scheduled or held message pointless: event type -> reason keys to cancel
+def _reasons_gone(event_type: str, p: dict) -> list[str]:
+    if event_type in ("lead.followed_up", "lead.recycled"):
+        return [f"followup:{p['lead_id']}"]
+    if event_type == "lead.assigned" and p.get("previous_owner_id") and p.get("previous_owner_id") != p.get("owner_id"):
+        return [f"followup:{p['lead_id']}"]
+    if event_type == "approval.decided":  # this step is decided (events of later steps keep theirs)
+        return [f"approval:{p['approval_id']}:{p['step']}"]
+    if event_type == "approval.requested":  # a new step: the earlier steps' reminders are moot
+        return [f"approval:{p['approval_id']}:{s}" for s in range(1, p["step"])]
+    if event_type == "payment.received":
+        return [f"payment:{i}" for i in p.get("installment_ids") or []]
+    if event_type in ("contract.renewed", "contract.terminated"):
+        return [f"contract:{p['contract_id']}"]
+    if event_type == "ticket.resolved":
+        return [f"ticket:{p['ticket_id']}"]
+    return []
+
+
+# what the messages of an event are about, so a later event can cancel them while they wait
+def _reason_of(event_type: str, p: dict) -> str | None:
+    if event_type == "payment.overdue":
+        return f"payment:{p['installment_id']}"
+    if event_type == "contract.expiring":
+        return f"contract:{p['contract_id']}"
+    if event_type in ("ticket.sla_warning",):
+        return f"ticket:{p['ticket_id']}"
+    if event_type == "lead.recycle_warning":
+        return f"followup:{p['lead_id']}"
+    if event_type == "approval.requested":
+        return f"approval:{p['approval_id']}:{p['step']}"
+    return None
+
+
+def handle(uow, env, payload: dict) -> None:
+    s = uow.session
+    if env.type in ("customer.created", "customer.updated"):
+        _customer(uow, payload)
+    store.cancel(s, _reasons_gone(env.type, payload), f"cancelled: {env.type} {env.id}")
+    planner = Planner(s, uow.runtime.clock.now())
+    reason = _reason_of(env.type, payload)
+    planner.plan_subscriptions(env, payload, reason)
+    planner.plan_webhooks(env, payload, reason)
+    if env.type == "lead.followed_up":
+        planner.follow_up_reminder(env, payload)
+    elif env.type == "approval.requested":
+        planner.approval_reminder(env, payload)
+
+
+# Every event the catalogue binds to notify goes through the same handler.
+HANDLERS: dict = {event_type: handle for event_type in bindings_for("notify")}

@@ -3,7 +3,7 @@ from pathlib import Path
 
 from crm_shared.service import ServiceDefinition
 
-from . import api, handlers, models
+from . import api, handlers, jobs, models
 
 SERVICE = ServiceDefinition(
     name="notify",
@@ -12,7 +12,7 @@ SERVICE = ServiceDefinition(
     migrations_dir=Path(__file__).resolve().parent.parent / "migrations",
     publishes=(),
     handlers=handlers.HANDLERS,
-    jobs=(),
+    jobs=jobs.JOBS,
     blueprints=api.blueprints,
     port=8004,
     wsgi="notify.wsgi:app",

@@ -1,0 +1,146 @@
+"""Turns an event into `deliveries` rows, inside the consumer's transaction. Nothing is sent here:
+the dispatch job sends what is due. The rows are unique on (event id, recipient, channel), so
+planning the same event twice (a redelivery that got past the inbox, a replayed dead letter)
+cannot make a second message."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from . import models as m
+from . import store
+from .domain import defaults, templates
+from .domain.templates import plain as jsonable
+from .domain.rules import add_business_day, matches, next_hour, next_local_time, parse_hhmm, utc
+
+PERSON_CHANNELS = ("inbox", "email", "sms")
+CUSTOMER_CHANNELS = ("email", "sms")
+
+
+def refs_of(payload: dict) -> dict:
+    """The ids a message is about (lead_id, ticket_id...), for the inbox and links."""
+    return {k: jsonable(v) for k, v in payload.items()
+            if (k.endswith("_id") or k.endswith("_ids")) and k != "event_id" and v not in (None, [])}
+
+
+class Planner:
+    def __init__(self, session, now: datetime):
+        self.s = session
+        self.now = now
+        self.created = 0
+        self._people: dict = {}      # recipient id -> (recipient row, preference row), per event
+        self._templates: dict = {}   # (key, channel, language) -> custom template row or None
+
+    def _person(self, rid: str):
+        if rid not in self._people:
+            rec = store.recipient(self.s, rid)
+            pref = store.preference(self.s, rid) if not rid.startswith("customer:") else None
+            self._people[rid] = (rec, pref)
+        return self._people[rid]
+
+    # -- one message -----------------------------------------------------------------------------
+    def add(self, *, event_id: str, event_type: str, recipient: str, channel: str, template: str, context: dict,
+            kind: str = "message", critical: bool = False, due_at: datetime | None = None,
+            reason_key: str | None = None, language: str | None = None, payload: dict | None = None,
+            honour_preferences: bool = True) -> bool:
+        rec = pref = None
+        if not recipient.startswith("webhook:"):
+            rec, pref = self._person(recipient)
+        if honour_preferences and not critical and pref is not None:
+            chosen = (pref.channels or {}).get(event_type)
+            if chosen is not None and channel not in chosen:
+                return False
+        lang = language or store.language_of(rec, pref)
+        status, digest_mode = "pending", None
+        due = utc(due_at or self.now)
+        if not critical and pref is not None and channel in ("email", "sms"):
+            digest_mode = (pref.digest or {}).get(event_type)
+            if digest_mode:
+                status = "digest"
+                tz = rec.timezone if rec is not None else None
+                due = next_hour(max(due, self.now)) if digest_mode == "hourly" else \
+                    next_local_time(max(due, self.now), tz, parse_hhmm("09:00"))
+        values = dict(event_id=event_id, event_type=event_type, recipient=recipient, channel=channel, kind=kind,
+                      critical=critical, status=status, digest_mode=digest_mode, due_at=due, attempts=0,
+                      reason_key=reason_key, created_at=self.now, payload=payload or refs_of(context))
+        try:
+            rendered, rule, used_lang = store.render_for(self.s, template, channel, lang, context, self._templates)
+            values.update(language=used_lang, subject=rendered.subject, body=rendered.text, html=rendered.html,
+                          sms_rule=rule)
+        except templates.TemplateError as exc:
+            if channel == "webhook":  # a generic webhook carries the event itself; the text is optional
+                values.update(language=lang)
+            else:
+                # logged in the delivery log rather than failing the event for every other recipient
+                values.update(language=lang, status="failed", last_error=f"template: {exc}")
+        stmt = store.insert_ignore(self.s, m.deliveries).values(**values).on_conflict_do_nothing()
+        added = self.s.execute(stmt.returning(m.deliveries.c.id)).first() is not None
+        self.created += int(added)
+        return added
+
+    # -- subscriptions ---------------------------------------------------------------------------
+    def recipients_of(self, sub: defaults.Subscription, payload: dict) -> list[str]:
+        kind, value = sub.recipient_kind, sub.recipient_value
+        if kind == "field":
+            v = payload.get(value)
+            ids = v if isinstance(v, list) else [v]
+            return [str(x) for x in ids if x not in (None, "")]
+        if kind == "role":
+            return store.users_with_role(self.s, value)
+        if kind == "team_manager":
+            return store.team_managers(self.s, payload.get("team_id"))
+        if kind == "customer":
+            cid = payload.get("customer_id")
+            return [f"customer:{cid}"] if cid else []
+        if kind == "user":
+            return [value] if value else []
+        return []
+
+    def plan_subscriptions(self, env, payload: dict, reason_key: str | None):
+        context = dict(payload, event_type=env.type, event_id=env.id)
+        actor = payload.get("by_user_id")
+        for sub in sorted(store.subscriptions_for(self.s, env.type), key=lambda s: not s.critical):
+            if not sub.enabled or not matches(sub.condition, payload):
+                continue
+            for rid in self.recipients_of(sub, payload):
+                if actor and rid == actor and not sub.critical:
+                    continue  # nobody needs telling what they did themselves
+                allowed = CUSTOMER_CHANNELS if rid.startswith("customer:") else PERSON_CHANNELS
+                for channel in sub.channels:
+                    if channel in allowed:
+                        self.add(event_id=env.id, event_type=env.type, recipient=rid, channel=channel,
+                                 template=sub.template, context=context, critical=sub.critical,
+                                 reason_key=reason_key)
+
+    def plan_webhooks(self, env, payload: dict, reason_key: str | None):
+        context = dict(payload, event_type=env.type, event_id=env.id)
+        envelope = {"id": env.id, "type": env.type, "version": env.version, "occurred_at": env.occurred_at,
+                    "producer": env.producer, "payload": jsonable(payload)}
+        for hook in store.webhooks_for(self.s, env.type, payload):
+            self.add(event_id=env.id, event_type=env.type, recipient=f"webhook:{hook.id}", channel=hook.kind,
+                     template=env.type, context=context, reason_key=None, language=hook.language,
+                     payload=envelope, honour_preferences=False)
+
+    # -- schedules -------------------------------------------------------------------------------
+    def follow_up_reminder(self, env, payload: dict):
+        at, owner = payload.get("next_follow_up_at"), payload.get("owner_id")
+        if not at or not owner:
+            return
+        context = dict(payload, event_type="reminder.follow_up", event_id=env.id)
+        for channel in defaults.FOLLOW_UP_CHANNELS:
+            self.add(event_id=f"{env.id}:remind", event_type="reminder.follow_up", recipient=owner, channel=channel,
+                     template="reminder.follow_up", context=context, kind="reminder", due_at=max(at, self.now),
+                     reason_key=f"followup:{payload['lead_id']}")
+
+    def approval_reminder(self, env, payload: dict):
+        context = dict(payload, event_type="reminder.approval", event_id=env.id)
+        try:
+            asked = datetime.fromisoformat(env.occurred_at)
+        except (TypeError, ValueError):
+            asked = self.now
+        for approver in payload.get("approver_ids") or []:
+            rec = store.recipient(self.s, approver)
+            due = add_business_day(asked, rec.timezone if rec is not None else None)
+            for channel in defaults.APPROVAL_REMINDER_CHANNELS:
+                self.add(event_id=f"{env.id}:remind", event_type="reminder.approval", recipient=approver,
+                         channel=channel, template="reminder.approval", context=context, kind="reminder",
+                         due_at=max(due, self.now), reason_key=f"approval:{payload['approval_id']}:{payload['step']}")
