@@ -10,9 +10,12 @@ from pathlib import Path
 import pytest
 import requests
 
+from crm_shared.config import DEV_JWT_SECRET
 from crm_shared.testing import wait_until
+from crm_shared.web.auth import dev_token
 
 ROOT = Path(__file__).resolve().parent.parent
+SUPERVISOR = {"Authorization": "Bearer " + dev_token(DEV_JWT_SECRET, "sup1", "Zhao", ["service_supervisor"])}
 PORTS = {"leads": 8001, "sales": 8002, "service-desk": 8003, "notify": 8004}
 
 
@@ -54,6 +57,9 @@ def test_make_run_starts_everything_and_ctrl_c_stops_it(tmp_path):
             assert requests.get(f"http://127.0.0.1:{port}/healthz").json()["service"] == name
             assert requests.get(f"http://127.0.0.1:{port}/openapi.json").status_code == 200
             assert requests.get(f"http://127.0.0.1:{port}/v1/anything").status_code in (401, 404)
+        r = requests.post("http://127.0.0.1:8003/v1/agents", headers=SUPERVISOR,
+                          json={"user_id": "agent-7", "name": "王芳", "skills": ["complaints"], "max_open": 5})
+        assert r.status_code == 201, r.text
         from crm_shared.bus import OutgoingMessage, connect
         bus = connect(f"sqlite:///{tmp_path}/data/bus.db", "crm")
         bus.publish([OutgoingMessage("kept-across-restarts", "lead.disqualified", b"{}")])
@@ -73,6 +79,8 @@ def test_make_run_starts_everything_and_ctrl_c_stops_it(tmp_path):
     try:
         wait_until(_ready, timeout=90, interval=0.5, message="ready again")
         assert bus.queue_depth("audit") == 1
+        r = requests.get("http://127.0.0.1:8003/v1/agents/agent-7", headers=SUPERVISOR)
+        assert r.status_code == 200 and r.json()["name"] == "王芳"
     finally:
         _ctrl_c(p)
         log.close()
