@@ -1,0 +1,103 @@
+"""Routing: the first active rule by priority whose conditions all match picks the team; inside the
+team the strategy picks an active member under capacity.
+
+Fair under concurrency: the team row is locked (SELECT … FOR UPDATE) for the rest of the
+transaction, and the round-robin cursor and per-member counts live in the database, so concurrent
+intakes through any number of processes take turns."""
+from __future__ import annotations
+
+from sqlalchemy import func, select, update
+
+from ..models import leads, routing_rules, team_members, teams
+from .records import OPEN
+from .util import is_postgres
+
+STRATEGIES = ("round_robin", "weighted", "least_loaded")
+CONDITION_FIELDS = ("province", "city", "industry", "source", "campaign_id")
+
+
+def matches(conditions: dict, lead: dict) -> bool:
+    for field in CONDITION_FIELDS:
+        accepted = conditions.get(field)
+        if accepted:
+            value = lead.get(field)
+            if value is None or str(value) not in {str(v) for v in accepted}:
+                return False
+    min_score = conditions.get("min_score")
+    if isinstance(min_score, list):
+        min_score = min(min_score) if min_score else None
+    if min_score is not None and (lead.get("score") or 0) < int(min_score):
+        return False
+    return True
+
+
+def choose_team(session, lead: dict):
+    rules = session.execute(select(routing_rules.c.conditions, routing_rules.c.team_id)
+                            .where(routing_rules.c.active.is_(True))
+                            .order_by(routing_rules.c.priority, routing_rules.c.id)).all()
+    for conditions, team_id in rules:
+        if matches(conditions or {}, lead):
+            return team_id
+    return None
+
+
+def open_counts(session, user_ids: list[str]) -> dict[str, int]:
+    if not user_ids:
+        return {}
+    rows = session.execute(select(leads.c.owner_id, func.count()).where(
+        leads.c.owner_id.in_(user_ids), leads.c.status.in_(OPEN)).group_by(leads.c.owner_id)).all()
+    return dict(rows)
+
+
+def pick_member(session, team_id):
+    """Lock the team and choose a member; None when nobody is free. Counts the assignment."""
+    q = select(teams.c.id, teams.c.strategy, teams.c.rr_cursor).where(teams.c.id == team_id)
+    if is_postgres(session):
+        q = q.with_for_update()
+    team = session.execute(q).first()
+    if team is None:
+        return None
+    members = session.execute(select(team_members).where(team_members.c.team_id == team_id,
+                                                         team_members.c.active.is_(True))
+                              .order_by(team_members.c.position, team_members.c.user_id)).mappings().all()
+    if not members:
+        return None
+    load = open_counts(session, [m["user_id"] for m in members])
+
+    def free(m):
+        return m["max_open_leads"] is None or load.get(m["user_id"], 0) < m["max_open_leads"]
+
+    chosen, cursor = None, team.rr_cursor
+    if team.strategy == "round_robin":
+        n = len(members)
+        for i in range(n):
+            idx = (team.rr_cursor + i) % n
+            if free(members[idx]):
+                chosen, cursor = members[idx], idx + 1
+                break
+    else:
+        eligible = [m for m in members if free(m) and m["weight"] > 0]
+        if eligible:
+            if team.strategy == "weighted":
+                chosen = min(eligible, key=lambda m: ((m["assigned_count"] + 1) / m["weight"], m["position"]))
+            else:  # least_loaded
+                chosen = min(eligible, key=lambda m: (load.get(m["user_id"], 0), m["assigned_count"], m["position"]))
+    if chosen is None:
+        return None
+    session.execute(update(team_members).where(team_members.c.team_id == team_id,
+                                               team_members.c.user_id == chosen["user_id"])
+                    .values(assigned_count=team_members.c.assigned_count + 1))
+    if cursor != team.rr_cursor:
+        session.execute(update(teams).where(teams.c.id == team_id).values(rr_cursor=cursor))
+    return chosen
+
+
+def fair_start_count(session, team_id, weight: int) -> int:
+    """The assigned count a member joining (or coming back to) a weighted team starts from, so they
+    take their share from now on instead of catching up on everything they missed."""
+    rows = session.execute(select(team_members.c.assigned_count, team_members.c.weight).where(
+        team_members.c.team_id == team_id, team_members.c.active.is_(True), team_members.c.weight > 0)).all()
+    if not rows:
+        return 0
+    per_weight = min(c / w for c, w in rows)
+    return int(per_weight * weight)
