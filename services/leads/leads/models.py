@@ -8,8 +8,8 @@ Integrity that must hold under concurrency is held by the database:
 - assignment inside a team locks the team row (SELECT … FOR UPDATE) and keeps the round-robin
   cursor and per-member counts in `teams` / `team_members`.
 """
-from sqlalchemy import (JSON, BigInteger, Boolean, Column, Date, DateTime, ForeignKey, Index, Integer,
-                        Numeric, PrimaryKeyConstraint, String, Table, Text)
+from sqlalchemy import (JSON, BigInteger, Boolean, Column, Date, DateTime, ForeignKey, Index, Integer, Numeric,
+                        PrimaryKeyConstraint, String, Table, Text, false, true)
 
 from crm_shared.db import messaging_tables, new_metadata
 
@@ -37,7 +37,7 @@ team_members = Table(
     Column("name", String(200), nullable=False),
     Column("weight", Integer, nullable=False, server_default="1"),
     Column("max_open_leads", Integer, nullable=True),
-    Column("active", Boolean, nullable=False, server_default="true"),
+    Column("active", Boolean, nullable=False, server_default=true()),
     Column("position", Integer, nullable=False, server_default="0"),
     Column("assigned_count", Integer, nullable=False, server_default="0"),
     PrimaryKeyConstraint("team_id", "user_id"),
@@ -50,7 +50,7 @@ routing_rules = Table(
     Column("priority", Integer, nullable=False),
     Column("conditions", JSON, nullable=False),
     Column("team_id", Integer, ForeignKey("teams.id", ondelete="CASCADE"), nullable=False),
-    Column("active", Boolean, nullable=False, server_default="true"),
+    Column("active", Boolean, nullable=False, server_default=true()),
     Column("created_at", TS, nullable=False),
 )
 
@@ -101,7 +101,7 @@ leads = Table(
     Column("team_id", Integer, ForeignKey("teams.id", ondelete="SET NULL"), nullable=True),
     Column("score", Integer, nullable=False),
     Column("tier", String(1), nullable=False),
-    Column("locked", Boolean, nullable=False, server_default="false"),
+    Column("locked", Boolean, nullable=False, server_default=false()),
     Column("created_by", String(64), nullable=True),
     Column("created_at", TS, nullable=False),
     Column("updated_at", TS, nullable=False),
@@ -203,7 +203,7 @@ sources = Table(  # per-source keys for public intake
     Column("campaign_id", Integer, ForeignKey("campaigns.id"), nullable=True),
     Column("key_hash", String(64), nullable=False, unique=True),
     Column("rate_per_minute", Integer, nullable=False),
-    Column("active", Boolean, nullable=False, server_default="true"),
+    Column("active", Boolean, nullable=False, server_default=true()),
     Column("created_at", TS, nullable=False),
 )
 

@@ -135,7 +135,7 @@ def create(uow, data: dict, actor, now, *, owner: tuple[str, str | None] | None 
                 owner_id, owner_name, reason = member["user_id"], member["name"], "auto"
     status = "new" if owner_id else "pooled"
     values = dict(lead, status=status, stage="new", owner_id=owner_id, owner_name=owner_name, team_id=team_id,
-                  tags=tags, created_by=getattr(actor, "id", None), created_at=now, updated_at=now,
+                  tags=tags, locked=False, duplicate_hits=0, created_by=getattr(actor, "id", None), created_at=now, updated_at=now,
                   assigned_at=now if owner_id else None, pooled_at=None if owner_id else now)
     try:
         with session.begin_nested():
