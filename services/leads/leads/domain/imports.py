@@ -123,8 +123,8 @@ def _chunk(runtime, rows, actor, report: Report) -> None:
             if twin is not None:
                 report.duplicates += 1
                 fld = next(kind for kind, value in keys if (kind, value) in seen)
-                report.rows.append({"row": i, "field": fld,
-                                    "message": f"Duplicate of row {twin} in this file.", "duplicate_of": None})
+                report.rows.append({"row": i, "field": fld, "message": f"Duplicate of row {twin[0]} in this file.",
+                                    "duplicate_of": str(twin[1])})
                 continue
             try:
                 if any(k in known for k in keys):
@@ -146,7 +146,7 @@ def _chunk(runtime, rows, actor, report: Report) -> None:
             else:
                 report.created += 1
                 for k in keys:
-                    seen[k] = i
+                    seen[k] = (i, result.lead["id"])
         uow.commit()
 
 
