@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 
 from ..models import lead_history, leads, team_members
 from . import access, policy
@@ -38,10 +38,28 @@ def claims_today(session, user_id: str, now: datetime) -> int:
         lead_history.c.actor_id == user_id, lead_history.c.kind == "claimed", lead_history.c.at >= start)).scalar_one()
 
 
+LOST_RACE_WINDOW = timedelta(minutes=10)
+
+
+def _just_left_the_pool(session, lead_id, now) -> bool:
+    """A claimer who lost the race no longer sees the lead (it is someone's now): they get 409, as
+    they saw it in the pool a moment ago; a lead that left the pool long ago stays "not found"."""
+    return session.execute(select(lead_history.c.id).where(
+        lead_history.c.lead_id == lead_id, lead_history.c.from_owner_id.is_(None),
+        lead_history.c.at >= now - LOST_RACE_WINDOW,
+        or_(lead_history.c.kind == "claimed",  # taken from the pool by a rep or a manager's assignment
+            and_(lead_history.c.kind == "assigned", lead_history.c.reason.not_in(("auto", "entered by owner")))))
+        .limit(1)).first() is not None
+
+
 def claim(uow, lead_id, actor, now) -> dict:
     session = uow.session
     row = get(session, lead_id)
-    if row is None or not access.can_see(session, row, actor):
+    if row is None:
+        raise NotFound(f"No lead {lead_id}.")
+    if not access.can_see(session, row, actor):
+        if _just_left_the_pool(session, row["id"], now):
+            raise Conflict("Someone else claimed this lead first.", reason="taken")
         raise NotFound(f"No lead {lead_id}.")
     if row["status"] != "pooled":
         raise Conflict("The lead is not in the pool (someone else has it).", status_now=row["status"])
