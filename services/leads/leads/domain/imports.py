@@ -130,7 +130,7 @@ def _chunk(runtime, rows, actor, report: Report) -> None:
                 if any(k in known for k in keys):
                     result = intake.find_duplicate(s, keys)
                 else:
-                    result = intake.create(uow, norm, actor, now, weights=weights, prepared=True)
+                    result = intake.create(uow, norm, actor, now, weights=weights, prepared=True)  # keys known new
             except DomainError as exc:
                 report.failed += 1
                 for fld, msgs in (exc.extra.get("errors") or {"_row": [exc.detail]}).items():

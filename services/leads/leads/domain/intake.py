@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from ..models import campaigns, customers, lead_keys, leads
 from . import normalise, routing, scoring
 from .errors import Invalid
-from .records import display_name, event_fields, get, history, remember_user
+from .records import display_name, event_fields, get, history, history_many, remember_user
 
 SOURCES = ("website", "ad_platform", "phone_in", "visit", "exhibition", "wechat", "referral", "import", "other")
 FIELDS = ("name", "company", "phone", "email", "province", "city", "industry", "source", "campaign_id",
@@ -106,40 +106,48 @@ def record_duplicate(uow, dup: Duplicate, actor, source: str | None, now) -> Non
 
 def create(uow, data: dict, actor, now, *, owner: tuple[str, str | None] | None = None, route: bool = True,
            pooled: bool = False, tags: str | None = None, claim_keys: bool = True, weights: dict | None = None,
-           prepared: bool = False):
+           prepared: bool = False, precheck: bool = False):
     """Create a lead, or find its duplicate. `owner` (user id, name) gives it to someone directly;
-    otherwise it is routed (or pooled when `pooled`). Returns Created or Duplicate; the caller commits."""
+    otherwise it is routed (or pooled when `pooled`). Returns Created or Duplicate; the caller commits.
+
+    Routing, the lead and its keys are written in one savepoint: when a key is taken (the unique
+    constraint, also against a concurrent intake), the savepoint is rolled back, so neither the
+    lead nor the team's turn is used up, and the answer is the duplicate. `precheck` looks for a
+    duplicate first (cheaper when duplicates are expected, as in imports)."""
     session = uow.session
     norm = data if prepared else prepare(data)
     if norm.get("campaign_id") is not None:
         if session.execute(select(campaigns.c.id).where(campaigns.c.id == norm["campaign_id"])).first() is None:
             raise Invalid({"campaign_id": [f"No campaign {norm['campaign_id']}."]})
     keys = normalise.keys(norm["phone"], norm["email"], norm["company"], norm["city"]) if claim_keys else []
-    dup = find_duplicate(session, keys)
-    if dup is not None:
-        return dup
-    weights = weights or scoring.load(session)
+    if precheck:
+        dup = find_duplicate(session, keys)
+        if dup is not None:
+            return dup
+    weights = weights or scoring.cached(session)
     score, tier = scoring.score(norm, weights)
     lead = {**norm, "score": score, "tier": tier}
-    owner_id = owner_name = team_id = None
-    reason = None
-    if owner is not None:
-        owner_id, owner_name = owner
-        owner_name = owner_name or display_name(session, owner_id)
-        reason = "entered by owner"
-    elif route and not pooled:
-        team_id = routing.choose_team(session, lead)
-        if team_id is not None:
-            member = routing.pick_member(session, team_id)
-            if member is not None:
-                owner_id, owner_name, reason = member["user_id"], member["name"], "auto"
-    status = "new" if owner_id else "pooled"
-    values = dict(lead, status=status, stage="new", owner_id=owner_id, owner_name=owner_name, team_id=team_id,
-                  tags=tags, locked=False, duplicate_hits=0, created_by=getattr(actor, "id", None), created_at=now, updated_at=now,
-                  assigned_at=now if owner_id else None, pooled_at=None if owner_id else now)
     try:
         with session.begin_nested():
-            lead_id = session.execute(leads.insert().values(**values)).inserted_primary_key[0]
+            owner_id = owner_name = team_id = None
+            reason = None
+            if owner is not None:
+                owner_id, owner_name = owner
+                owner_name = owner_name or display_name(session, owner_id)
+                reason = "entered by owner"
+            elif route and not pooled:
+                team_id = routing.choose_team(session, lead)
+                if team_id is not None:
+                    member = routing.pick_member(session, team_id)
+                    if member is not None:
+                        owner_id, owner_name, reason = member["user_id"], member["name"], "auto"
+            status = "new" if owner_id else "pooled"
+            values = dict(lead, status=status, stage="new", owner_id=owner_id, owner_name=owner_name, team_id=team_id,
+                          tags=tags, locked=False, duplicate_hits=0, created_by=getattr(actor, "id", None),
+                          created_at=now, updated_at=now, assigned_at=now if owner_id else None,
+                          pooled_at=None if owner_id else now)
+            row = session.execute(leads.insert().values(**values).returning(*leads.c)).mappings().one()
+            lead_id = row["id"]
             if keys:
                 session.execute(lead_keys.insert(), [{"kind": k, "value": v, "lead_id": lead_id} for k, v in keys])
     except IntegrityError:
@@ -147,18 +155,16 @@ def create(uow, data: dict, actor, now, *, owner: tuple[str, str | None] | None 
         if dup is None:
             raise
         return dup
-    history(session, lead_id, "created", now, actor, reason=f"source {lead['source']}")
-    row = get(session, lead_id)
-    uow.emit("lead.created", {**event_fields(row), "status": row["status"]}, aggregate_type="lead", aggregate_id=lead_id)
+    entries = [dict(kind="created", reason=f"source {lead['source']}")]
     if owner_id:
-        remember_user(session, owner_id, owner_name)
-        history(session, lead_id, "assigned", now, actor, to_owner=owner_id, reason=reason)
-        if reason == "auto":
-            uow.emit("lead.assigned", {**event_fields(row), "previous_owner_id": None, "reason": "auto",
-                                       "by_user_id": None}, aggregate_type="lead", aggregate_id=lead_id)
+        entries.append(dict(kind="assigned", to_owner=owner_id, reason=reason))
     else:
-        history(session, lead_id, "pooled", now, actor, reason="no matching rule" if team_id is None
-                else "nobody in the team is free")
+        entries.append(dict(kind="pooled", reason="no matching rule" if team_id is None else "nobody in the team is free"))
+    history_many(session, lead_id, now, actor, entries)
+    uow.emit("lead.created", {**event_fields(row), "status": row["status"]}, aggregate_type="lead", aggregate_id=lead_id)
+    if reason == "auto":
+        uow.emit("lead.assigned", {**event_fields(row), "previous_owner_id": None, "reason": "auto",
+                                   "by_user_id": None}, aggregate_type="lead", aggregate_id=lead_id)
     return Created(dict(row))
 
 

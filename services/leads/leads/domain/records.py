@@ -34,6 +34,14 @@ def history(session, lead_id, kind: str, now, actor=None, *, from_owner=None, to
         reason=(reason or None) and str(reason)[:500]))
 
 
+def history_many(session, lead_id, now, actor, entries: list[dict]) -> None:
+    """Several history rows of one lead in one statement."""
+    session.execute(lead_history.insert(), [dict(
+        lead_id=lead_id, at=now, kind=e["kind"], actor_id=getattr(actor, "id", None),
+        actor_name=getattr(actor, "name", None), from_owner_id=e.get("from_owner"), to_owner_id=e.get("to_owner"),
+        reason=(e.get("reason") or None) and str(e["reason"])[:500]) for e in entries])
+
+
 def remember_user(session, user_id: str | None, name: str | None) -> None:
     if user_id and name:
         upsert(session, users, {"user_id": user_id}, {"name": name[:200]})

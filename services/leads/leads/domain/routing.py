@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlalchemy import func, select, update
 
 from ..models import leads, routing_rules, team_members, teams
+from . import cache
 from .records import OPEN
 from .util import is_postgres
 
@@ -31,11 +32,14 @@ def matches(conditions: dict, lead: dict) -> bool:
     return True
 
 
+def _rules(session) -> list:
+    return [tuple(r) for r in session.execute(select(routing_rules.c.conditions, routing_rules.c.team_id)
+                                              .where(routing_rules.c.active.is_(True))
+                                              .order_by(routing_rules.c.priority, routing_rules.c.id)).all()]
+
+
 def choose_team(session, lead: dict):
-    rules = session.execute(select(routing_rules.c.conditions, routing_rules.c.team_id)
-                            .where(routing_rules.c.active.is_(True))
-                            .order_by(routing_rules.c.priority, routing_rules.c.id)).all()
-    for conditions, team_id in rules:
+    for conditions, team_id in cache.get(session, "routing_rules", _rules):
         if matches(conditions or {}, lead):
             return team_id
     return None
@@ -51,34 +55,35 @@ def open_counts(session, user_ids: list[str]) -> dict[str, int]:
 
 def pick_member(session, team_id):
     """Lock the team and choose a member; None when nobody is free. Counts the assignment."""
-    q = select(teams.c.id, teams.c.strategy, teams.c.rr_cursor).where(teams.c.id == team_id)
+    # one query: the team's active members, with the team row locked for the rest of the transaction
+    q = (select(teams.c.strategy, teams.c.rr_cursor, team_members)
+         .join(team_members, team_members.c.team_id == teams.c.id)
+         .where(teams.c.id == team_id, team_members.c.active.is_(True))
+         .order_by(team_members.c.position, team_members.c.user_id))
     if is_postgres(session):
-        q = q.with_for_update()
-    team = session.execute(q).first()
-    if team is None:
-        return None
-    members = session.execute(select(team_members).where(team_members.c.team_id == team_id,
-                                                         team_members.c.active.is_(True))
-                              .order_by(team_members.c.position, team_members.c.user_id)).mappings().all()
+        q = q.with_for_update(of=teams)
+    members = session.execute(q).mappings().all()
     if not members:
         return None
-    load = open_counts(session, [m["user_id"] for m in members])
+    strategy, rr_cursor = members[0]["strategy"], members[0]["rr_cursor"]
+    needs_load = strategy == "least_loaded" or any(m["max_open_leads"] is not None for m in members)
+    load = open_counts(session, [m["user_id"] for m in members]) if needs_load else {}
 
     def free(m):
         return m["max_open_leads"] is None or load.get(m["user_id"], 0) < m["max_open_leads"]
 
-    chosen, cursor = None, team.rr_cursor
-    if team.strategy == "round_robin":
+    chosen, cursor = None, rr_cursor
+    if strategy == "round_robin":
         n = len(members)
         for i in range(n):
-            idx = (team.rr_cursor + i) % n
+            idx = (rr_cursor + i) % n
             if free(members[idx]):
                 chosen, cursor = members[idx], idx + 1
                 break
     else:
         eligible = [m for m in members if free(m) and m["weight"] > 0]
         if eligible:
-            if team.strategy == "weighted":
+            if strategy == "weighted":
                 chosen = min(eligible, key=lambda m: ((m["assigned_count"] + 1) / m["weight"], m["position"]))
             else:  # least_loaded
                 chosen = min(eligible, key=lambda m: (load.get(m["user_id"], 0), m["assigned_count"], m["position"]))
@@ -87,7 +92,7 @@ def pick_member(session, team_id):
     session.execute(update(team_members).where(team_members.c.team_id == team_id,
                                                team_members.c.user_id == chosen["user_id"])
                     .values(assigned_count=team_members.c.assigned_count + 1))
-    if cursor != team.rr_cursor:
+    if cursor != rr_cursor:
         session.execute(update(teams).where(teams.c.id == team_id).values(rr_cursor=cursor))
     return chosen
 

@@ -7,6 +7,7 @@ import copy
 from sqlalchemy import select
 
 from ..models import config
+from . import cache
 from .util import upsert
 
 DEFAULT = {
@@ -38,9 +39,14 @@ def merge(base: dict, change: dict) -> dict:
     return out
 
 
+def cached(session) -> dict:
+    return cache.get(session, "scoring", load)
+
+
 def save(session, value: dict, now) -> dict:
     merged = merge(DEFAULT, value)
     upsert(session, config, {"key": "scoring"}, {"value": merged, "updated_at": now})
+    cache.clear()
     return merged
 
 

@@ -5,6 +5,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..models import routing_rules, team_members, teams
+from . import cache
 from .errors import Conflict, Invalid, NotFound
 from .records import remember_user
 from .routing import CONDITION_FIELDS, STRATEGIES, fair_start_count
@@ -116,6 +117,7 @@ def create_rule(session, data: dict, now) -> dict:
     rid = session.execute(routing_rules.insert().values(
         priority=data["priority"], conditions=_check_conditions(data.get("conditions") or {}), team_id=data["team_id"],
         active=data.get("active", True), created_at=now)).inserted_primary_key[0]
+    cache.clear()
     return get_rule(session, rid)
 
 
@@ -140,9 +142,11 @@ def update_rule(session, rule_id, data: dict) -> dict:
         _team(session, values["team_id"])
     if values:
         session.execute(update(routing_rules).where(routing_rules.c.id == rule_id).values(**values))
+    cache.clear()
     return get_rule(session, rule_id)
 
 
 def delete_rule(session, rule_id) -> None:
     if session.execute(delete(routing_rules).where(routing_rules.c.id == rule_id)).rowcount != 1:
         raise NotFound(f"No routing rule {rule_id}.")
+    cache.clear()
