@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select, tuple_, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, select, tuple_, update
 
 from ..models import campaigns, customers, lead_keys, leads
 from . import normalise, routing, scoring
-from .errors import Invalid
+from .errors import Conflict, Invalid
 from .records import display_name, event_fields, get, history, history_many, remember_user
+from .util import insert_for
 
 SOURCES = ("website", "ad_platform", "phone_in", "visit", "exhibition", "wechat", "referral", "import", "other")
 FIELDS = ("name", "company", "phone", "email", "province", "city", "industry", "source", "campaign_id",
@@ -110,9 +110,9 @@ def create(uow, data: dict, actor, now, *, owner: tuple[str, str | None] | None 
     """Create a lead, or find its duplicate. `owner` (user id, name) gives it to someone directly;
     otherwise it is routed (or pooled when `pooled`). Returns Created or Duplicate; the caller commits.
 
-    Routing, the lead and its keys are written in one savepoint: when a key is taken (the unique
-    constraint, also against a concurrent intake), the savepoint is rolled back, so neither the
-    lead nor the team's turn is used up, and the answer is the duplicate. `precheck` looks for a
+    The keys are inserted with ON CONFLICT DO NOTHING (on PostgreSQL this waits for a concurrent
+    transaction holding the same key): when one is taken, the lead and the team's turn are undone
+    in this transaction, and the answer is the duplicate. `precheck` looks for a
     duplicate first (cheaper when duplicates are expected, as in imports)."""
     session = uow.session
     norm = data if prepared else prepare(data)
@@ -127,34 +127,39 @@ def create(uow, data: dict, actor, now, *, owner: tuple[str, str | None] | None 
     weights = weights or scoring.cached(session)
     score, tier = scoring.score(norm, weights)
     lead = {**norm, "score": score, "tier": tier}
-    try:
-        with session.begin_nested():
-            owner_id = owner_name = team_id = None
-            reason = None
-            if owner is not None:
-                owner_id, owner_name = owner
-                owner_name = owner_name or display_name(session, owner_id)
-                reason = "entered by owner"
-            elif route and not pooled:
-                team_id = routing.choose_team(session, lead)
-                if team_id is not None:
-                    member = routing.pick_member(session, team_id)
-                    if member is not None:
-                        owner_id, owner_name, reason = member["user_id"], member["name"], "auto"
-            status = "new" if owner_id else "pooled"
-            values = dict(lead, status=status, stage="new", owner_id=owner_id, owner_name=owner_name, team_id=team_id,
-                          tags=tags, locked=False, duplicate_hits=0, created_by=getattr(actor, "id", None),
-                          created_at=now, updated_at=now, assigned_at=now if owner_id else None,
-                          pooled_at=None if owner_id else now)
-            row = session.execute(leads.insert().values(**values).returning(*leads.c)).mappings().one()
-            lead_id = row["id"]
-            if keys:
-                session.execute(lead_keys.insert(), [{"kind": k, "value": v, "lead_id": lead_id} for k, v in keys])
-    except IntegrityError:
-        dup = find_duplicate(session, keys)
-        if dup is None:
-            raise
-        return dup
+    owner_id = owner_name = team_id = member = None
+    reason = None
+    if owner is not None:
+        owner_id, owner_name = owner
+        owner_name = owner_name or display_name(session, owner_id)
+        reason = "entered by owner"
+    elif route and not pooled:
+        team_id = routing.choose_team(session, lead)
+        if team_id is not None:
+            member = routing.pick_member(session, team_id)
+            if member is not None:
+                owner_id, owner_name, reason = member["user_id"], member["name"], "auto"
+    status = "new" if owner_id else "pooled"
+    values = dict(lead, status=status, stage="new", owner_id=owner_id, owner_name=owner_name, team_id=team_id,
+                  tags=tags, locked=False, duplicate_hits=0, created_by=getattr(actor, "id", None),
+                  created_at=now, updated_at=now, assigned_at=now if owner_id else None,
+                  pooled_at=None if owner_id else now)
+    row = session.execute(leads.insert().values(**values).returning(*leads.c)).mappings().one()
+    lead_id = row["id"]
+    if keys:
+        stmt = insert_for(session, lead_keys).values([{"kind": k, "value": v, "lead_id": lead_id} for k, v in keys])
+        taken = len(keys) - len(session.execute(stmt.on_conflict_do_nothing().returning(lead_keys.c.kind)).all())
+        if taken:
+            # another lead or customer holds a key (maybe committed a moment ago by a concurrent
+            # intake: the insert waited for it): undo this lead and the team's turn, answer the duplicate
+            session.execute(delete(lead_keys).where(lead_keys.c.lead_id == lead_id))
+            session.execute(delete(leads).where(leads.c.id == lead_id))
+            if member is not None:
+                routing.unpick(session, member)
+            dup = find_duplicate(session, keys)
+            if dup is None:
+                raise Conflict("This customer was just changed by someone else; try again.")
+            return dup
     entries = [dict(kind="created", reason=f"source {lead['source']}")]
     if owner_id:
         entries.append(dict(kind="assigned", to_owner=owner_id, reason=reason))

@@ -94,7 +94,15 @@ def pick_member(session, team_id):
                     .values(assigned_count=team_members.c.assigned_count + 1))
     if cursor != rr_cursor:
         session.execute(update(teams).where(teams.c.id == team_id).values(rr_cursor=cursor))
-    return chosen
+    return {**chosen, "_team_id": team_id, "_cursor_before": rr_cursor}
+
+
+def unpick(session, chosen: dict) -> None:
+    """Give back a turn taken by pick_member in this transaction (the team row is still locked)."""
+    session.execute(update(team_members).where(team_members.c.team_id == chosen["_team_id"],
+                                               team_members.c.user_id == chosen["user_id"])
+                    .values(assigned_count=team_members.c.assigned_count - 1))
+    session.execute(update(teams).where(teams.c.id == chosen["_team_id"]).values(rr_cursor=chosen["_cursor_before"]))
 
 
 def fair_start_count(session, team_id, weight: int) -> int:
