@@ -72,3 +72,27 @@ def test_imported_leads_are_routed(env):
     with env.rt.engine.connect() as c:
         owners = sorted(c.execute(select(leads.c.owner_id)).scalars())
     assert owners == ["a"] * 5 + ["b"] * 5
+
+
+def test_create_many_undoes_a_lead_whose_key_was_taken_meanwhile(env):
+    """The chunk's keys are checked before writing; a key taken after that check (a concurrent
+    intake) makes that one lead a duplicate, undone with its team turn, and the others stand."""
+    from leads.domain import intake, scoring
+    from leads.domain.actor import Actor
+    from leads.models import team_members
+    env.team([{"user_id": "a", "name": "A"}, {"user_id": "b", "name": "B"}])
+    taken = env.post("/v1/leads", {"phone": "13800138000"}, env.rep("rep1")).json
+    norms = [intake.prepare({"phone": p, "source": "import"}) for p in ("13900139000", "13800138000", "13700137000")]
+    with env.rt.uow() as uow:
+        out = intake.create_many(uow, norms, Actor("m", "M", ("sales_manager",)), env.clock.now(),
+                                 scoring.load(uow.session))
+        uow.commit()
+    assert [type(r).__name__ for r in out] == ["Created", "Duplicate", "Created"]
+    assert str(out[1].lead_id) == taken["id"]
+    assert [r.lead["owner_id"] for r in (out[0], out[2])] == ["a", "a"]
+    with env.rt.engine.connect() as c:
+        assert c.execute(select(func.count()).select_from(leads)).scalar_one() == 3
+        counts = dict(c.execute(select(team_members.c.user_id, team_members.c.assigned_count)).all())
+    assert counts == {"a": 2, "b": 0}
+    # b's turn was given back: the next lead is b's
+    assert env.post("/v1/leads", {"phone": "13600136000", "source": "website"}, env.manager()).json["owner_id"] == "b"

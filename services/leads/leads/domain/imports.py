@@ -14,7 +14,7 @@ from sqlalchemy import select, tuple_
 
 from ..models import lead_keys
 from . import intake, normalise, scoring
-from .errors import DomainError, Invalid
+from .errors import Invalid
 
 MAX_ROWS = 50_000
 CHUNK = 500
@@ -116,38 +116,47 @@ def _chunk(runtime, rows, actor, report: Report) -> None:
         for part in _batches(sorted(all_keys), 300):
             known |= set(s.execute(select(lead_keys.c.kind, lead_keys.c.value)
                                    .where(tuple_(lead_keys.c.kind, lead_keys.c.value).in_(part))).all())
-        seen: dict = {}
+        seen: dict = {}            # key -> index in `fresh` of the row that claims it in this chunk
+        fresh: list = []           # (row number, normalised lead) to create
+        later: list = []           # (row number, field, index in `fresh`) duplicates within the chunk
         for i, norm in prepared:
             keys = normalise.keys(norm["phone"], norm["email"], norm["company"], norm["city"])
-            twin = next((seen[k] for k in keys if k in seen), None)
+            twin = next(((kind, seen[(kind, v)]) for kind, v in keys if (kind, v) in seen), None)
             if twin is not None:
-                report.duplicates += 1
-                fld = next(kind for kind, value in keys if (kind, value) in seen)
-                report.rows.append({"row": i, "field": fld, "message": f"Duplicate of row {twin[0]} in this file.",
-                                    "duplicate_of": str(twin[1])})
+                later.append((i, twin[0], twin[1]))
                 continue
-            try:
-                if any(k in known for k in keys):
-                    result = intake.find_duplicate(s, keys)
-                else:
-                    result = intake.create(uow, norm, actor, now, weights=weights, prepared=True)  # keys known new
-            except DomainError as exc:
-                report.failed += 1
-                for fld, msgs in (exc.extra.get("errors") or {"_row": [exc.detail]}).items():
-                    report.rows.append({"row": i, "field": fld, "message": "; ".join(msgs)})
+            if any(k in known for k in keys):
+                dup = intake.find_duplicate(s, keys)
+                intake.record_duplicate(uow, dup, actor, norm["source"], now)
+                _duplicate(report, i, dup)
                 continue
-            if isinstance(result, intake.Duplicate):
-                intake.record_duplicate(uow, result, actor, norm["source"], now)
-                report.duplicates += 1
-                report.rows.append({"row": i, "field": result.matched_on, "message": "Duplicate of an existing "
-                                    + ("lead." if result.lead_id is not None else "customer."),
-                                    "duplicate_of": str(result.lead_id) if result.lead_id is not None else None,
-                                    "owner_name": result.owner_name})
-            else:
+            for k in keys:
+                seen[k] = len(fresh)
+            fresh.append((i, norm))
+        results = intake.create_many(uow, [norm for _, norm in fresh], actor, now, weights) if fresh else []
+        for (i, _norm), result in zip(fresh, results):
+            if isinstance(result, intake.Created):
                 report.created += 1
-                for k in keys:
-                    seen[k] = (i, result.lead["id"])
+            elif isinstance(result, intake.Duplicate):
+                _duplicate(report, i, result)
+            else:
+                report.failed += 1
+                report.rows.append({"row": i, "field": "_row", "message": result.detail})
+        for i, fld, k in later:
+            report.duplicates += 1
+            first_row, result = fresh[k][0], results[k]
+            lead_id = str(result.lead["id"]) if isinstance(result, intake.Created) else None
+            report.rows.append({"row": i, "field": fld, "message": f"Duplicate of row {first_row} in this file.",
+                                "duplicate_of": lead_id})
         uow.commit()
+
+
+def _duplicate(report: Report, row: int, dup) -> None:
+    report.duplicates += 1
+    report.rows.append({"row": row, "field": dup.matched_on,
+                        "message": "Duplicate of an existing " + ("lead." if dup.lead_id is not None else "customer."),
+                        "duplicate_of": str(dup.lead_id) if dup.lead_id is not None else None,
+                        "owner_name": dup.owner_name})
 
 
 def _batches(items, n):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import delete, select, tuple_, update
 
-from ..models import campaigns, customers, lead_keys, leads
+from ..models import campaigns, customers, lead_history, lead_keys, leads
 from . import normalise, routing, scoring
 from .errors import Conflict, Invalid
 from .records import display_name, event_fields, get, history, history_many, remember_user
@@ -171,6 +171,66 @@ def create(uow, data: dict, actor, now, *, owner: tuple[str, str | None] | None 
         uow.emit("lead.assigned", {**event_fields(row), "previous_owner_id": None, "reason": "auto",
                                    "by_user_id": None}, aggregate_type="lead", aggregate_id=lead_id)
     return Created(dict(row))
+
+
+def create_many(uow, items: list[dict], actor, now, weights: dict) -> list:
+    """Create many prepared leads (an import chunk) with a few statements: routed team by team (one
+    lock and one write of the counts per team), the leads, their keys and their history each in one
+    statement; two outbox rows per lead. A lead whose key turns out taken (a concurrent intake) is
+    undone and answered as a Duplicate, as in `create`."""
+    session = uow.session
+    n = len(items)
+    rows_in = []
+    for norm in items:
+        score, tier = scoring.score(norm, weights)
+        rows_in.append({**norm, "score": score, "tier": tier})
+    teams_of = [routing.choose_team(session, lead) for lead in rows_in]
+    members: list = [None] * n
+    for team_id in sorted({t for t in teams_of if t is not None}):
+        idxs = [k for k, t in enumerate(teams_of) if t == team_id]
+        for k, m in zip(idxs, routing.pick_many(session, team_id, len(idxs))):
+            members[k] = m
+    values = []
+    for lead, team_id, m in zip(rows_in, teams_of, members):
+        owner_id = m["user_id"] if m else None
+        values.append(dict(lead, status="new" if owner_id else "pooled", stage="new", owner_id=owner_id,
+                           owner_name=m["name"] if m else None, team_id=team_id, tags=None, locked=False,
+                           duplicate_hits=0, created_by=getattr(actor, "id", None), created_at=now, updated_at=now,
+                           assigned_at=now if owner_id else None, pooled_at=None if owner_id else now))
+    created = session.execute(leads.insert().returning(*leads.c, sort_by_parameter_order=True), values).mappings().all()
+    keys_of = [normalise.keys(v["phone"], v["email"], v["company"], v["city"]) for v in values]
+    key_rows = [{"kind": k, "value": v, "lead_id": row["id"]} for row, keys in zip(created, keys_of) for k, v in keys]
+    got = set()
+    if key_rows:
+        got = {(r.kind, r.value) for r in session.execute(
+            insert_for(session, lead_keys).on_conflict_do_nothing().returning(lead_keys.c.kind, lead_keys.c.value),
+            key_rows).all()}
+    out: list = [None] * n
+    history_rows = []
+    for k, (row, keys) in enumerate(zip(created, keys_of)):
+        if any(key not in got for key in keys):
+            session.execute(delete(lead_keys).where(lead_keys.c.lead_id == row["id"]))
+            session.execute(delete(leads).where(leads.c.id == row["id"]))
+            if members[k] is not None:
+                routing.unpick(session, members[k])
+            out[k] = find_duplicate(session, keys) or Conflict("Changed concurrently; import this row again.")
+            continue
+        out[k] = Created(dict(row))
+        history_rows.append(dict(lead_id=row["id"], kind="created", reason=f"source {row['source']}"))
+        history_rows.append(dict(lead_id=row["id"], kind="assigned", to_owner_id=row["owner_id"], reason="auto")
+                            if row["owner_id"] else
+                            dict(lead_id=row["id"], kind="pooled", reason="no matching rule" if row["team_id"] is None
+                                 else "nobody in the team is free"))
+        uow.emit("lead.created", {**event_fields(row), "status": row["status"]}, aggregate_type="lead",
+                 aggregate_id=row["id"])
+        if row["owner_id"]:
+            uow.emit("lead.assigned", {**event_fields(row), "previous_owner_id": None, "reason": "auto",
+                                       "by_user_id": None}, aggregate_type="lead", aggregate_id=row["id"])
+    if history_rows:
+        session.execute(lead_history.insert(), [{"at": now, "actor_id": getattr(actor, "id", None),
+                                                 "actor_name": getattr(actor, "name", None), "from_owner_id": None,
+                                                 "to_owner_id": None, **h} for h in history_rows])
+    return out
 
 
 def intake(uow, data: dict, actor, now):

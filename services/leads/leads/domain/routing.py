@@ -55,6 +55,12 @@ def open_counts(session, user_ids: list[str]) -> dict[str, int]:
 
 def pick_member(session, team_id):
     """Lock the team and choose a member; None when nobody is free. Counts the assignment."""
+    return pick_many(session, team_id, 1)[0]
+
+
+def pick_many(session, team_id, n: int) -> list:
+    """Lock the team and choose members for `n` leads in turn (None where nobody is free), then
+    write the counts and the cursor once."""
     # one query: the team's active members, with the team row locked for the rest of the transaction
     q = (select(teams.c.strategy, teams.c.rr_cursor, team_members)
          .join(team_members, team_members.c.team_id == teams.c.id)
@@ -62,39 +68,50 @@ def pick_member(session, team_id):
          .order_by(team_members.c.position, team_members.c.user_id))
     if is_postgres(session):
         q = q.with_for_update(of=teams)
-    members = session.execute(q).mappings().all()
+    members = [dict(m) for m in session.execute(q).mappings().all()]
     if not members:
-        return None
+        return [None] * n
     strategy, rr_cursor = members[0]["strategy"], members[0]["rr_cursor"]
     needs_load = strategy == "least_loaded" or any(m["max_open_leads"] is not None for m in members)
     load = open_counts(session, [m["user_id"] for m in members]) if needs_load else {}
+    taken = {m["user_id"]: 0 for m in members}
+    cursor = rr_cursor
 
     def free(m):
         return m["max_open_leads"] is None or load.get(m["user_id"], 0) < m["max_open_leads"]
 
-    chosen, cursor = None, rr_cursor
-    if strategy == "round_robin":
-        n = len(members)
-        for i in range(n):
-            idx = (rr_cursor + i) % n
-            if free(members[idx]):
-                chosen, cursor = members[idx], idx + 1
-                break
-    else:
-        eligible = [m for m in members if free(m) and m["weight"] > 0]
-        if eligible:
-            if strategy == "weighted":
-                chosen = min(eligible, key=lambda m: ((m["assigned_count"] + 1) / m["weight"], m["position"]))
-            else:  # least_loaded
-                chosen = min(eligible, key=lambda m: (load.get(m["user_id"], 0), m["assigned_count"], m["position"]))
-    if chosen is None:
-        return None
-    session.execute(update(team_members).where(team_members.c.team_id == team_id,
-                                               team_members.c.user_id == chosen["user_id"])
-                    .values(assigned_count=team_members.c.assigned_count + 1))
+    picks = []
+    for _ in range(n):
+        chosen, before = None, cursor
+        if strategy == "round_robin":
+            for i in range(len(members)):
+                idx = (cursor + i) % len(members)
+                if free(members[idx]):
+                    chosen, cursor = members[idx], idx + 1
+                    break
+        else:
+            eligible = [m for m in members if free(m) and m["weight"] > 0]
+            if eligible:
+                if strategy == "weighted":
+                    chosen = min(eligible, key=lambda m: ((m["assigned_count"] + 1) / m["weight"], m["position"]))
+                else:  # least_loaded
+                    chosen = min(eligible, key=lambda m: (load.get(m["user_id"], 0), m["assigned_count"],
+                                                          m["position"]))
+        if chosen is not None:
+            chosen["assigned_count"] += 1
+            load[chosen["user_id"]] = load.get(chosen["user_id"], 0) + 1
+            taken[chosen["user_id"]] += 1
+            picks.append({**chosen, "_team_id": team_id, "_cursor_before": before})
+        else:
+            picks.append(None)
+    for user_id, k in taken.items():
+        if k:
+            session.execute(update(team_members).where(team_members.c.team_id == team_id,
+                                                       team_members.c.user_id == user_id)
+                            .values(assigned_count=team_members.c.assigned_count + k))
     if cursor != rr_cursor:
         session.execute(update(teams).where(teams.c.id == team_id).values(rr_cursor=cursor))
-    return {**chosen, "_team_id": team_id, "_cursor_before": rr_cursor}
+    return picks
 
 
 def unpick(session, chosen: dict) -> None:
