@@ -127,6 +127,7 @@ class PoolQuery(PageQuery):
 class LeadPage(Schema):
     items = fields.List(fields.Nested(LeadOut))
     total = fields.Integer()
+    total_is_lower_bound = fields.Boolean(metadata={"description": "true when there are more than `total`"})
     page = fields.Integer()
     per_page = fields.Integer()
 

@@ -102,3 +102,15 @@ def test_lookup_answers_any_rep_with_names_and_masks(env):
     assert r.json["status"] == "pool" and r.json["matches"][0]["lead_id"] == pool_id
     assert env.client.get("/v1/lookup?email=new@x.com", headers=env.rep("rep2")).json == {"status": "unknown", "matches": []}
     assert env.client.get("/v1/lookup", headers=env.rep("rep2")).status_code == 422
+
+
+def test_pool_total_is_counted_up_to_a_limit(env, monkeypatch):
+    from leads.api import pool as pool_api
+    monkeypatch.setattr(pool_api, "POOL_COUNT_LIMIT", 2)
+    for i in range(3):
+        pooled(env, f"1380013800{i}")
+    r = env.client.get("/v1/pool?per_page=1", headers=env.rep()).json
+    assert r["total"] == 2 and r["total_is_lower_bound"] is True and len(r["items"]) == 1
+    monkeypatch.setattr(pool_api, "POOL_COUNT_LIMIT", 3)
+    r = env.client.get("/v1/pool", headers=env.rep()).json
+    assert r["total"] == 3 and r["total_is_lower_bound"] is False

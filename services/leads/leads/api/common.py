@@ -30,11 +30,18 @@ def now():
     return runtime().clock.now()
 
 
-def page(session, query, args: dict, order_by) -> dict:
-    total = session.execute(select(func.count()).select_from(query.order_by(None).subquery())).scalar_one()
+def page(session, query, args: dict, order_by, count_limit: int | None = None) -> dict:
+    """One page and the total. With `count_limit`, counting stops there (a pool of a million leads
+    is not counted on every page) and `total_is_lower_bound` says so."""
+    counted = query.order_by(None)
+    if count_limit is not None:
+        counted = counted.limit(count_limit + 1)
+    total = session.execute(select(func.count()).select_from(counted.subquery())).scalar_one()
+    capped = count_limit is not None and total > count_limit
     rows = session.execute(query.order_by(*order_by).limit(args["per_page"])
                            .offset((args["page"] - 1) * args["per_page"])).mappings().all()
-    return {"items": rows, "total": total, "page": args["page"], "per_page": args["per_page"]}
+    return {"items": rows, "total": min(total, count_limit) if capped else total, "total_is_lower_bound": capped,
+            "page": args["page"], "per_page": args["per_page"]}
 
 
 def domain_error(exc: DomainError):

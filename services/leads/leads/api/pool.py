@@ -14,6 +14,8 @@ from ..domain import teams as team_rules
 from ..models import access_log, leads
 from .common import actor, now, page, uow
 
+POOL_COUNT_LIMIT = 10_000  # `total` of the pool is counted up to this
+
 blp = Blueprint("pool", __name__, url_prefix="/v1", description="The shared pool, its policy, ownership lookup")
 
 
@@ -30,7 +32,7 @@ class Pool(MethodView):
                 q = q.where(getattr(leads.c, f) == args[f])
         if args.get("tag"):
             q = q.where(leads.c.tags.like(f"%{args['tag']}%"))
-        out = page(session, q, args, (leads.c.pooled_at.desc(), leads.c.id.desc()))
+        out = page(session, q, args, (leads.c.pooled_at.desc(), leads.c.id.desc()), count_limit=POOL_COUNT_LIMIT)
         out["items"] = [access.present(r, a) for r in out["items"]]
         return out
 

@@ -106,24 +106,20 @@ def record_duplicate(uow, dup: Duplicate, actor, source: str | None, now) -> Non
 
 def create(uow, data: dict, actor, now, *, owner: tuple[str, str | None] | None = None, route: bool = True,
            pooled: bool = False, tags: str | None = None, claim_keys: bool = True, weights: dict | None = None,
-           prepared: bool = False, precheck: bool = False):
+           prepared: bool = False):
     """Create a lead, or find its duplicate. `owner` (user id, name) gives it to someone directly;
     otherwise it is routed (or pooled when `pooled`). Returns Created or Duplicate; the caller commits.
 
     The keys are inserted with ON CONFLICT DO NOTHING (on PostgreSQL this waits for a concurrent
     transaction holding the same key): when one is taken, the lead and the team's turn are undone
-    in this transaction, and the answer is the duplicate. `precheck` looks for a
-    duplicate first (cheaper when duplicates are expected, as in imports)."""
+    in this transaction, and the answer is the duplicate (no SELECT first: duplicates are the rare
+    case)."""
     session = uow.session
     norm = data if prepared else prepare(data)
     if norm.get("campaign_id") is not None:
         if session.execute(select(campaigns.c.id).where(campaigns.c.id == norm["campaign_id"])).first() is None:
             raise Invalid({"campaign_id": [f"No campaign {norm['campaign_id']}."]})
     keys = normalise.keys(norm["phone"], norm["email"], norm["company"], norm["city"]) if claim_keys else []
-    if precheck:
-        dup = find_duplicate(session, keys)
-        if dup is not None:
-            return dup
     weights = weights or scoring.cached(session)
     score, tier = scoring.score(norm, weights)
     lead = {**norm, "score": score, "tier": tier}
