@@ -275,8 +275,8 @@ def run() -> str:
                         crow("GET /v1/pool first page, 1,000 pooled", small_pool),
                         crow(f"GET /v1/pool first page, {pooled:,} pooled", big_pool)]), "",
                     f"Claim p50 with {pooled:,} pooled is **{C.percentile(big, 50) / C.percentile(small, 50):.2f}x** "
-                    f"that with 1,000 (goal: within 1.5x). The pool listing counts the matching rows for `total`, "
-                    f"which grows with the pool.\n"]
+                    f"that with 1,000 (goal: within 1.5x). The pool listing counts matching rows for `total` "
+                    f"up to 10,000.\n"]
 
             # CSV import
             buf = io.StringIO()
