@@ -2,4 +2,5 @@
 
 
 def blueprints() -> list:
-    return []
+    from . import campaigns, leads, pool, public, teams
+    return [leads.blp, pool.blp, teams.blp, campaigns.blp, public.blp]

@@ -1,0 +1,237 @@
+"""Intake: normalise, deduplicate, score, route, in one transaction.
+
+Deduplication holds under concurrency because every lead's keys (phone, email, company+city) are
+rows of `lead_keys`, whose primary key is (kind, value): of two simultaneous intakes of one phone
+number only one can commit; the other's insert fails (inside a savepoint), and it answers as a
+duplicate of the winner."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import delete, select, tuple_, update
+
+from ..models import campaigns, customers, lead_history, lead_keys, leads
+from . import normalise, routing, scoring
+from .errors import Conflict, Invalid
+from .records import display_name, event_fields, get, history, history_many, remember_user
+from .util import insert_for
+
+SOURCES = ("website", "ad_platform", "phone_in", "visit", "exhibition", "wechat", "referral", "import", "other")
+FIELDS = ("name", "company", "phone", "email", "province", "city", "industry", "source", "campaign_id",
+          "referrer_customer_id", "note")
+
+
+@dataclass
+class Created:
+    lead: dict
+
+
+@dataclass
+class Duplicate:
+    matched_on: str
+    lead_id: int | None
+    customer_id: str | None
+    owner_id: str | None
+    owner_name: str | None
+
+    def problem_extra(self) -> dict:
+        return {"duplicate_of": str(self.lead_id) if self.lead_id is not None else None,
+                "customer_id": self.customer_id, "owner_name": self.owner_name, "matched_on": self.matched_on}
+
+
+def prepare(data: dict) -> dict:
+    """Normalised copy of the input, or Invalid with every bad field."""
+    errors: dict[str, list[str]] = {}
+    out = {f: data.get(f) for f in FIELDS}
+    for f in ("name", "company", "province", "city", "industry", "note", "referrer_customer_id"):
+        if isinstance(out[f], str):
+            out[f] = out[f].strip() or None
+    try:
+        out["phone"] = normalise.phone(data.get("phone"))
+    except normalise.Invalid as exc:
+        errors["phone"] = [str(exc)]
+    try:
+        out["email"] = normalise.email(data.get("email"))
+    except normalise.Invalid as exc:
+        errors["email"] = [str(exc)]
+    if not errors and not out["phone"] and not out["email"]:
+        errors["phone"] = ["Give a phone number or an email address."]
+    out["source"] = out["source"] or "other"
+    if out["source"] not in SOURCES:
+        errors["source"] = [f"Must be one of: {', '.join(SOURCES)}."]
+    if errors:
+        raise Invalid(errors)
+    return out
+
+
+def find_duplicate(session, keys: list[tuple[str, str]]) -> Duplicate | None:
+    if not keys:
+        return None
+    rows = session.execute(select(lead_keys).where(tuple_(lead_keys.c.kind, lead_keys.c.value).in_(keys))).mappings().all()
+    if not rows:
+        return None
+    order = {k: i for i, k in enumerate(keys)}
+    # prefer a lead over a customer-only key, then the order phone, email, company
+    row = min(rows, key=lambda r: (r["lead_id"] is None, order[(r["kind"], r["value"])]))
+    return describe(session, row)
+
+
+def describe(session, key_row) -> Duplicate:
+    owner_id = None
+    if key_row["lead_id"] is not None:
+        lead = session.execute(select(leads.c.owner_id, leads.c.owner_name).where(leads.c.id == key_row["lead_id"])).first()
+        if lead is not None:
+            return Duplicate(key_row["kind"], key_row["lead_id"], key_row["customer_id"], lead.owner_id,
+                             lead.owner_name or display_name(session, lead.owner_id))
+    if key_row["customer_id"] is not None:
+        owner_id = session.execute(select(customers.c.owner_id).where(
+            customers.c.customer_id == key_row["customer_id"])).scalar()
+    return Duplicate(key_row["kind"], key_row["lead_id"], key_row["customer_id"], owner_id, display_name(session, owner_id))
+
+
+def record_duplicate(uow, dup: Duplicate, actor, source: str | None, now) -> None:
+    """The customer came back: count the hit on the existing lead and tell its owner."""
+    if dup.lead_id is None:
+        return
+    session = uow.session
+    session.execute(update(leads).where(leads.c.id == dup.lead_id).values(
+        duplicate_hits=leads.c.duplicate_hits + 1, last_duplicate_at=now))
+    history(session, dup.lead_id, "duplicate_hit", now, actor, reason=f"matched on {dup.matched_on}"
+            + (f" (source {source})" if source else ""))
+    row = get(session, dup.lead_id)
+    uow.emit("lead.duplicate_hit", {**event_fields(row), "matched_on": dup.matched_on,
+                                    "attempted_by": getattr(actor, "id", None), "attempted_source": source},
+             aggregate_type="lead", aggregate_id=dup.lead_id)
+
+
+def create(uow, data: dict, actor, now, *, owner: tuple[str, str | None] | None = None, route: bool = True,
+           pooled: bool = False, tags: str | None = None, claim_keys: bool = True, weights: dict | None = None,
+           prepared: bool = False):
+    """Create a lead, or find its duplicate. `owner` (user id, name) gives it to someone directly;
+    otherwise it is routed (or pooled when `pooled`). Returns Created or Duplicate; the caller commits.
+
+    The keys are inserted with ON CONFLICT DO NOTHING (on PostgreSQL this waits for a concurrent
+    transaction holding the same key): when one is taken, the lead and the team's turn are undone
+    in this transaction, and the answer is the duplicate (no SELECT first: duplicates are the rare
+    case)."""
+    session = uow.session
+    norm = data if prepared else prepare(data)
+    if norm.get("campaign_id") is not None:
+        if session.execute(select(campaigns.c.id).where(campaigns.c.id == norm["campaign_id"])).first() is None:
+            raise Invalid({"campaign_id": [f"No campaign {norm['campaign_id']}."]})
+    keys = normalise.keys(norm["phone"], norm["email"], norm["company"], norm["city"]) if claim_keys else []
+    weights = weights or scoring.cached(session)
+    score, tier = scoring.score(norm, weights)
+    lead = {**norm, "score": score, "tier": tier}
+    owner_id = owner_name = team_id = member = None
+    reason = None
+    if owner is not None:
+        owner_id, owner_name = owner
+        owner_name = owner_name or display_name(session, owner_id)
+        reason = "entered by owner"
+    elif route and not pooled:
+        team_id = routing.choose_team(session, lead)
+        if team_id is not None:
+            member = routing.pick_member(session, team_id)
+            if member is not None:
+                owner_id, owner_name, reason = member["user_id"], member["name"], "auto"
+    status = "new" if owner_id else "pooled"
+    values = dict(lead, status=status, stage="new", owner_id=owner_id, owner_name=owner_name, team_id=team_id,
+                  tags=tags, locked=False, duplicate_hits=0, created_by=getattr(actor, "id", None),
+                  created_at=now, updated_at=now, assigned_at=now if owner_id else None,
+                  pooled_at=None if owner_id else now)
+    row = session.execute(leads.insert().values(**values).returning(*leads.c)).mappings().one()
+    lead_id = row["id"]
+    if keys:
+        stmt = insert_for(session, lead_keys).values([{"kind": k, "value": v, "lead_id": lead_id} for k, v in keys])
+        taken = len(keys) - len(session.execute(stmt.on_conflict_do_nothing().returning(lead_keys.c.kind)).all())
+        if taken:
+            # another lead or customer holds a key (maybe committed a moment ago by a concurrent
+            # intake: the insert waited for it): undo this lead and the team's turn, answer the duplicate
+            session.execute(delete(lead_keys).where(lead_keys.c.lead_id == lead_id))
+            session.execute(delete(leads).where(leads.c.id == lead_id))
+            if member is not None:
+                routing.unpick(session, member)
+            dup = find_duplicate(session, keys)
+            if dup is None:
+                raise Conflict("This customer was just changed by someone else; try again.")
+            return dup
+    entries = [dict(kind="created", reason=f"source {lead['source']}")]
+    if owner_id:
+        entries.append(dict(kind="assigned", to_owner=owner_id, reason=reason))
+    else:
+        entries.append(dict(kind="pooled", reason="no matching rule" if team_id is None else "nobody in the team is free"))
+    history_many(session, lead_id, now, actor, entries)
+    uow.emit("lead.created", {**event_fields(row), "status": row["status"]}, aggregate_type="lead", aggregate_id=lead_id)
+    if reason == "auto":
+        uow.emit("lead.assigned", {**event_fields(row), "previous_owner_id": None, "reason": "auto",
+                                   "by_user_id": None}, aggregate_type="lead", aggregate_id=lead_id)
+    return Created(dict(row))
+
+
+def create_many(uow, items: list[dict], actor, now, weights: dict) -> list:
+    """Create many prepared leads (an import chunk) with a few statements: routed team by team (one
+    lock and one write of the counts per team), the leads, their keys and their history each in one
+    statement; two outbox rows per lead. A lead whose key turns out taken (a concurrent intake) is
+    undone and answered as a Duplicate, as in `create`."""
+    session = uow.session
+    n = len(items)
+    rows_in = []
+    for norm in items:
+        score, tier = scoring.score(norm, weights)
+        rows_in.append({**norm, "score": score, "tier": tier})
+    teams_of = [routing.choose_team(session, lead) for lead in rows_in]
+    members: list = [None] * n
+    for team_id in sorted({t for t in teams_of if t is not None}):
+        idxs = [k for k, t in enumerate(teams_of) if t == team_id]
+        for k, m in zip(idxs, routing.pick_many(session, team_id, len(idxs))):
+            members[k] = m
+    values = []
+    for lead, team_id, m in zip(rows_in, teams_of, members):
+        owner_id = m["user_id"] if m else None
+        values.append(dict(lead, status="new" if owner_id else "pooled", stage="new", owner_id=owner_id,
+                           owner_name=m["name"] if m else None, team_id=team_id, tags=None, locked=False,
+                           duplicate_hits=0, created_by=getattr(actor, "id", None), created_at=now, updated_at=now,
+                           assigned_at=now if owner_id else None, pooled_at=None if owner_id else now))
+    created = session.execute(leads.insert().returning(*leads.c, sort_by_parameter_order=True), values).mappings().all()
+    keys_of = [normalise.keys(v["phone"], v["email"], v["company"], v["city"]) for v in values]
+    key_rows = [{"kind": k, "value": v, "lead_id": row["id"]} for row, keys in zip(created, keys_of) for k, v in keys]
+    got = set()
+    if key_rows:
+        got = {(r.kind, r.value) for r in session.execute(
+            insert_for(session, lead_keys).on_conflict_do_nothing().returning(lead_keys.c.kind, lead_keys.c.value),
+            key_rows).all()}
+    out: list = [None] * n
+    history_rows = []
+    for k, (row, keys) in enumerate(zip(created, keys_of)):
+        if any(key not in got for key in keys):
+            session.execute(delete(lead_keys).where(lead_keys.c.lead_id == row["id"]))
+            session.execute(delete(leads).where(leads.c.id == row["id"]))
+            if members[k] is not None:
+                routing.unpick(session, members[k])
+            out[k] = find_duplicate(session, keys) or Conflict("Changed concurrently; import this row again.")
+            continue
+        out[k] = Created(dict(row))
+        history_rows.append(dict(lead_id=row["id"], kind="created", reason=f"source {row['source']}"))
+        history_rows.append(dict(lead_id=row["id"], kind="assigned", to_owner_id=row["owner_id"], reason="auto")
+                            if row["owner_id"] else
+                            dict(lead_id=row["id"], kind="pooled", reason="no matching rule" if row["team_id"] is None
+                                 else "nobody in the team is free"))
+        uow.emit("lead.created", {**event_fields(row), "status": row["status"]}, aggregate_type="lead",
+                 aggregate_id=row["id"])
+        if row["owner_id"]:
+            uow.emit("lead.assigned", {**event_fields(row), "previous_owner_id": None, "reason": "auto",
+                                       "by_user_id": None}, aggregate_type="lead", aggregate_id=row["id"])
+    if history_rows:
+        session.execute(lead_history.insert(), [{"at": now, "actor_id": getattr(actor, "id", None),
+                                                 "actor_name": getattr(actor, "name", None), "from_owner_id": None,
+                                                 "to_owner_id": None, **h} for h in history_rows])
+    return out
+
+
+def intake(uow, data: dict, actor, now):
+    """POST /v1/leads: a lead a sales rep enters is theirs; anything else is routed."""
+    if actor.is_rep_only:
+        remember_user(uow.session, actor.id, actor.name)
+        return create(uow, data, actor, now, owner=(actor.id, actor.name))
+    return create(uow, data, actor, now)

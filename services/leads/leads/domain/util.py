@@ -1,0 +1,26 @@
+"""Small helpers shared by the rules."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy.dialects import postgresql, sqlite
+
+
+def aware(dt: datetime | None) -> datetime | None:
+    """SQLite gives back naive datetimes; everything stored is UTC."""
+    if dt is None:
+        return None
+    return dt if dt.tzinfo is not None else dt.replace(tzinfo=timezone.utc)
+
+
+def insert_for(session, table):
+    return (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(table)
+
+
+def upsert(session, table, key: dict, values: dict) -> None:
+    stmt = insert_for(session, table).values(**key, **values)
+    session.execute(stmt.on_conflict_do_update(index_elements=list(key), set_=values))
+
+
+def is_postgres(session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"

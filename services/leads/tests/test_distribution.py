@@ -1,0 +1,111 @@
+"""Routing rules and fair distribution inside a team (through the domain, one transaction per lead as
+in a request), and a concurrent HTTP run on PostgreSQL."""
+import threading
+from collections import Counter
+
+import pytest
+from sqlalchemy import select
+
+from leads.domain import intake
+from leads.domain.actor import Actor
+from leads.models import leads
+
+SYSTEM = Actor(id="admin", name="Admin", roles=("admin",))
+
+
+def members(*specs):
+    return [{"user_id": u, "name": u.title(), **kw} for u, kw in specs]
+
+
+_seq = iter(range(10**6))
+
+
+def feed(env, n, **extra):
+    owners = []
+    for _ in range(n):
+        with env.rt.uow() as uow:
+            res = intake.create(uow, {"phone": f"139{next(_seq):08d}", "source": "website", **extra}, SYSTEM,
+                                env.clock.now())
+            uow.commit()
+        owners.append(res.lead["owner_id"])
+    return owners
+
+
+def test_round_robin_1000_leads_to_4_members(lite):
+    lite.team(members(("a", {}), ("b", {}), ("c", {}), ("d", {})))
+    counts = Counter(feed(lite, 1000))
+    assert set(counts) == {"a", "b", "c", "d"}
+    assert all(abs(c - 250) <= 1 for c in counts.values()), counts
+
+
+def test_weighted_3_to_1(lite):
+    lite.team(members(("a", {"weight": 3}), ("b", {"weight": 1})), strategy="weighted")
+    counts = Counter(feed(lite, 1000))
+    assert abs(counts["a"] - 750) <= 10 and abs(counts["b"] - 250) <= 10, counts
+
+
+def test_nobody_goes_past_max_open_leads_then_the_pool(lite):
+    lite.team(members(("a", {"max_open_leads": 3}), ("b", {"max_open_leads": 5})))
+    owners = feed(lite, 10)
+    counts = Counter(owners)
+    assert counts == {"a": 3, "b": 5, None: 2}
+    pooled = lite.client.get("/v1/pool", headers=lite.rep("z")).json
+    assert pooled["total"] == 2
+
+
+def test_away_members_are_skipped_and_come_back_without_catching_up(lite):
+    team = lite.team(members(("a", {}), ("b", {})), strategy="weighted")
+    r = lite.client.patch(f"/v1/teams/{team}/members/b", json={"active": False}, headers=lite.manager())
+    assert r.status_code == 200
+    assert set(feed(lite, 6)) == {"a"}
+    lite.client.patch(f"/v1/teams/{team}/members/b", json={"active": True}, headers=lite.manager())
+    counts = Counter(feed(lite, 10))
+    assert counts == {"a": 5, "b": 5}, counts
+
+
+def test_least_loaded_prefers_the_emptiest(lite):
+    lite.team(members(("a", {}), ("b", {})), strategy="least_loaded")
+    # b already holds three leads they entered themselves
+    for i in range(3):
+        assert lite.post("/v1/leads", {"phone": f"1370000{i:04d}"}, lite.rep("b")).status_code == 201
+    assert Counter(feed(lite, 5)) == {"a": 4, "b": 1}
+
+
+def test_first_matching_rule_by_priority(lite):
+    east = lite.team(members(("e1", {})), code="east", name="East", priority=20, rule={"province": ["浙江", "江苏"]})
+    vip = lite.team(members(("v1", {})), code="vip", name="VIP", priority=10,
+                    rule={"province": ["浙江"], "min_score": 50})
+    web = lite.team(members(("w1", {})), code="web", name="Web", priority=30, rule={"source": ["ad_platform"]})
+    rich = {"name": "N", "email": "n@x.com", "company": "C", "city": "杭州", "industry": "i", "province": "浙江"}
+    assert feed(lite, 1, **rich) == ["v1"]            # high score in 浙江: VIP first
+    assert feed(lite, 1, province="浙江") == ["e1"]   # low score: falls to East
+    assert feed(lite, 1, province="江苏") == ["e1"]
+    assert feed(lite, 1, province="广东") == [None]  # no rule: the pool
+    with lite.rt.uow() as uow:
+        res = intake.create(uow, {"phone": "13111111111", "source": "ad_platform", "province": "广东"}, SYSTEM,
+                            lite.clock.now())
+        uow.commit()
+    assert res.lead["owner_id"] == "w1" and res.lead["team_id"] == web
+    assert (east, vip) != (None, None)
+
+
+@pytest.mark.postgres
+def test_concurrent_http_intake_is_fair_on_postgres(pg):
+    pg.team(members(("a", {}), ("b", {}), ("c", {}), ("d", {})))
+    headers = pg.manager()
+    errors = []
+
+    def worker(k):
+        c = pg.app.test_client()
+        for i in range(10):
+            r = c.post("/v1/leads", json={"phone": f"1360{k:03d}{i:04d}", "source": "website"}, headers=headers)
+            if r.status_code != 201:
+                errors.append(r.json)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert not errors
+    with pg.rt.engine.connect() as c:
+        counts = Counter(c.execute(select(leads.c.owner_id)).scalars())
+    assert counts == {"a": 20, "b": 20, "c": 20, "d": 20}
