@@ -55,3 +55,15 @@ def test_ten_simultaneous_claims_one_winner(pg):
     with pg.rt.engine.connect() as c:
         assert c.execute(select(leads.c.owner_id)).scalar_one() == winner["owner_id"]
     assert len(pg.events("lead.assigned")) == 1
+
+
+def test_one_rep_claiming_in_parallel_stays_within_the_daily_limit(pg):
+    assert pg.client.put("/v1/pool-policy", json={"daily_claim_limit": 2}, headers=pg.manager()).status_code == 200
+    ids = [pg.post("/v1/leads", {"phone": f"1380013800{i}"}, pg.manager()).json["id"] for i in range(6)]
+    h = pg.rep("rep1")
+    results = run_at_once(6, lambda i: pg.app.test_client().post(f"/v1/leads/{ids[i]}/claim", headers=h))
+    codes = Counter(r.status_code for r in results)
+    assert codes == {200: 2, 409: 4}, [r.json for r in results]
+    assert {r.json["reason"] for r in results if r.status_code == 409} == {"daily_limit"}
+    with pg.rt.engine.connect() as c:
+        assert c.execute(select(func.count()).select_from(leads).where(leads.c.owner_id == "rep1")).scalar_one() == 2

@@ -5,6 +5,7 @@ A claim is one conditional UPDATE (… WHERE status = 'pooled'): of several simu
 exactly one changes a row; the others get 409."""
 from __future__ import annotations
 
+import zlib
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -52,6 +53,14 @@ def _just_left_the_pool(session, lead_id, now) -> bool:
         .limit(1)).first() is not None
 
 
+def serialise_rep(session, user_id: str) -> None:
+    """One rep's claims run one at a time (until the transaction ends), so two parallel claims
+    cannot both pass the daily-limit and capacity checks that follow. SQLite transactions are
+    serialised already (BEGIN IMMEDIATE)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(zlib.crc32(f"leads:rep:{user_id}".encode()))))
+
+
 def claim(uow, lead_id, actor, now) -> dict:
     session = uow.session
     row = get(session, lead_id)
@@ -72,6 +81,7 @@ def claim(uow, lead_id, actor, now) -> dict:
     if row["cooldown_user_id"] == actor.id and row["cooldown_until"] and now < aware(row["cooldown_until"]):
         raise Conflict("This lead was recycled from you; you cannot claim it back yet.", reason="cooldown",
                        claimable_at=aware(row["cooldown_until"]).isoformat())
+    serialise_rep(session, actor.id)
     if claims_today(session, actor.id, now) >= int(pol["daily_claim_limit"]):
         raise Conflict(f"You have reached today's claim limit ({pol['daily_claim_limit']}).", reason="daily_limit")
     cap = capacity(session, actor.id)
