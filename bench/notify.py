@@ -174,7 +174,8 @@ def run() -> str:
 def _drop_namespace(ns: str) -> None:
     try:
         from crm_shared import testing
-        testing.delete_amqp_namespace(ns, ["notify", "leads", "sales", "service-desk"], (1000, 5000, 30000))
+        testing.delete_amqp_namespace(ns, ["notify", "leads", "sales", "service-desk"],
+                                      demo_settings("notify", "", "", ns).retry_delays_ms)
     except Exception:  # noqa: BLE001 - best effort
         pass
 

@@ -4,7 +4,8 @@ A benchmark is a module `bench/<name>.py` (not starting with `_`, not this file)
 `run() -> str` returning its Markdown section. Each module can also be run alone:
 `.venv/bin/python bench/<name>.py` prints its section.
 
-    .venv/bin/python bench/run.py [--only NAME ...] [--out docs/BENCHMARKS.md]
+    .venv/bin/python bench/run.py                   # all of them -> docs/BENCHMARKS.md
+    .venv/bin/python bench/run.py --only bus        # some of them -> standard output (or --out FILE)
 """
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ def git_revision() -> str:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="*", help="benchmark module names (default: all)")
-    ap.add_argument("--out", default=str(ROOT / "docs" / "BENCHMARKS.md"))
+    ap.add_argument("--out", help="Markdown file to write (default: docs/BENCHMARKS.md for a full run; "
+                                  "with --only, standard output, so a partial run never replaces the full report)")
     args = ap.parse_args(argv)
     names = args.only or discover()
 
@@ -68,7 +70,8 @@ def main(argv=None) -> int:
     load_end = " / ".join(f"{x:.2f}" for x in os.getloadavg())
     total = time.perf_counter() - started
 
-    cmd = "make bench" if os.environ.get("MAKELEVEL") else "python " + " ".join(["bench/run.py", *(argv or sys.argv[1:])])
+    python = os.path.relpath(sys.executable, ROOT) if sys.executable.startswith(str(ROOT)) else sys.executable
+    cmd = "make bench" if os.environ.get("MAKELEVEL") else " ".join([python, "bench/run.py", *(argv or sys.argv[1:])])
     head = [
         "# Benchmarks",
         "",
@@ -86,10 +89,16 @@ def main(argv=None) -> int:
         "than with another run.",
         "",
     ]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(head) + "\n" + "\n".join(sections))
-    print(f"bench: wrote {out} in {total:.0f} s" + (f"; FAILED: {', '.join(failed)}" if failed else ""),
+    text = "\n".join(head) + "\n" + "\n".join(sections)
+    if args.out is None and args.only:
+        print(text)
+        where = "standard output"
+    else:
+        out = Path(args.out or ROOT / "docs" / "BENCHMARKS.md")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+        where = str(out)
+    print(f"bench: wrote {where} in {total:.0f} s" + (f"; FAILED: {', '.join(failed)}" if failed else ""),
           file=sys.stderr)
     return 1 if failed else 0
 

@@ -28,7 +28,7 @@ class Settings:
     # retry delays (ms) before a failed message is tried again; one more failure dead-letters it
     retry_delays_ms: tuple[int, ...] = (1000, 5000, 30000)
     prefetch: int = 100
-    relay_batch: int = 500
+    relay_batch: int = 2000
     relay_poll_ms: int = 200
     lease_seconds: int = 60
     delivery_limit: int = 20
@@ -53,7 +53,7 @@ class Settings:
             jwt_issuer=e.get("CRM_JWT_ISSUER") or None,
             retry_delays_ms=_ints(e.get("BUS_RETRY_DELAYS_MS", "1000,5000,30000")),
             prefetch=int(e.get("BUS_PREFETCH", "100")),
-            relay_batch=int(e.get("OUTBOX_BATCH", "500")),
+            relay_batch=int(e.get("OUTBOX_BATCH", "2000")),
             relay_poll_ms=int(e.get("OUTBOX_POLL_MS", "200")),
             lease_seconds=int(e.get("BUS_LEASE_SECONDS", "60")),
             delivery_limit=int(e.get("BUS_DELIVERY_LIMIT", "20")),

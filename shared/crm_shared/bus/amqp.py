@@ -8,6 +8,7 @@
 * Consumers acknowledge only after the handler's transaction has committed."""
 from __future__ import annotations
 
+import itertools
 import logging
 import socket
 import threading
@@ -39,10 +40,10 @@ class AmqpBus(Bus):
         self._lock = threading.Lock()
         self._exchange = Exchange(topology.exchange, type="topic", durable=True)
 
-    def _connection(self) -> Connection:
+    def _connection(self, heartbeat: int | None = None) -> Connection:
         # no `confirm_publish` transport option: it makes py-amqp wait for each confirm in turn;
         # the publisher pipelines confirms itself and the side channels use basic_publish_confirm
-        conn = Connection(self.url, heartbeat=self.heartbeat, connect_timeout=5)
+        conn = Connection(self.url, heartbeat=self.heartbeat if heartbeat is None else heartbeat, connect_timeout=5)
         conn.ensure_connection(max_retries=1)
         return conn
 
@@ -79,7 +80,9 @@ class AmqpBus(Bus):
     # -- publish --------------------------------------------------------------------------------
     def _publisher(self):
         if self._pub_conn is None:
-            conn = self._connection()
+            # no heartbeats: nothing reads this connection while the relay is idle, so the broker
+            # would drop it; a dead connection shows as an error on the next publish and is replaced
+            conn = self._connection(heartbeat=0)
             ch = conn.channel()
             ch.confirm_select()
             self._exchange.bind(ch).declare()  # an undeclared exchange would drop the events
@@ -96,7 +99,8 @@ class AmqpBus(Bus):
         self._settle(tag, multiple, ok=False)
 
     def _settle(self, tag, multiple, ok):
-        tags = [t for t in self._pending if t <= tag] if multiple else [tag]
+        # tags are issued in order and dicts keep insertion order: a multiple-ack settles a prefix
+        tags = list(itertools.takewhile(lambda t: t <= tag, self._pending)) if multiple else [tag]
         for t in tags:
             mid = self._pending.pop(t, None)
             if mid is not None and not ok:
@@ -156,7 +160,7 @@ class AmqpBus(Bus):
         backoff = 0.5
         while not stop.is_set():
             try:
-                with self._connection() as conn, self._connection() as side:
+                with self._connection() as conn, self._connection(heartbeat=0) as side:
                     side_ch = side.channel()
                     side_ch.confirm_select()
                     ch = conn.channel()

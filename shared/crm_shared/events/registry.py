@@ -19,6 +19,15 @@ class EventValidationError(ValueError):
 class Registry:
     def __init__(self):
         self._schemas: dict[tuple[str, int], type[Schema]] = {}
+        self._instances: dict[tuple[str, int, str], Schema] = {}
+
+    def _instance(self, event_type: str, version: int, unknown: str) -> Schema:
+        """Schema objects are built once (building one costs more than validating a payload)."""
+        key = (event_type, version, unknown)
+        inst = self._instances.get(key)
+        if inst is None:
+            inst = self._instances[key] = self.schema(event_type, version)(unknown=unknown)
+        return inst
 
     def register(self, event_type: str, version: int = 1):
         def deco(schema_cls: type[Schema]):
@@ -45,7 +54,7 @@ class Registry:
             raise UnknownEventType(f"{event_type} v{version}") from None
 
     def validate_outgoing(self, event_type: str, version: int, payload: dict) -> dict:
-        schema = self.schema(event_type, version)(unknown=RAISE)
+        schema = self._instance(event_type, version, RAISE)
         try:
             # round-trip: load checks, dump gives JSON-ready primitives (dates, decimals as str)
             return schema.dump(schema.load(payload))
@@ -53,7 +62,7 @@ class Registry:
             raise EventValidationError(event_type, version, exc.messages) from exc
 
     def validate_incoming(self, event_type: str, version: int, payload: dict) -> dict:
-        schema = self.schema(event_type, version)(unknown=EXCLUDE)
+        schema = self._instance(event_type, version, EXCLUDE)
         try:
             return schema.load(payload)
         except ValidationError as exc:
