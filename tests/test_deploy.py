@@ -464,3 +464,85 @@ def test_alerts_and_dashboard_use_real_metrics():
                 used.add(re.sub(r"_(bucket|sum|count)$", "", name))
     assert known <= used, f"metrics with no alert or panel: {known - used}"
     assert any("rabbitmq_queue_messages_ready" in e for e in exprs)
+
+
+# ---- RabbitMQ permissions, live -------------------------------------------------------------------
+
+def _rabbitmqctl(*args):
+    return subprocess.run(["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.rabbitmq
+def test_rabbitmq_permissions_let_each_service_work_and_nothing_more():
+    """On the local broker, in a vhost of its own: the topology is declared first (what loading
+    definitions.json does), then each service's user, with exactly the generated permissions,
+    starts a worker's declarations, publishes its own events (and not another's), consumes,
+    dead-letters, retries and replays on its own queues, and cannot read another's."""
+    import threading
+
+    from crm_shared.bus.base import BusError, Outcome, OutgoingMessage
+
+    try:
+        socket.create_connection(("127.0.0.1", 5672), timeout=1).close()
+    except OSError:
+        if os.environ.get("CRM_REQUIRE_SERVERS") == "1":
+            pytest.fail("rabbitmq is not reachable on 127.0.0.1:5672 (CRM_REQUIRE_SERVERS=1)")
+        pytest.skip("rabbitmq is not reachable")
+    if not shutil.which("rabbitmqctl") or _rabbitmqctl("status").returncode != 0:
+        pytest.skip("rabbitmqctl cannot manage the local broker")
+    vhost = "tdeploy" + uuid.uuid4().hex[:8]
+    defs = _generator().build(vhost=vhost)
+    delays = (1000, 5000, 30000)
+    t = Topology()
+    users = []
+
+    def bus(service):
+        return AmqpBus(f"amqp://crm-{service}-{vhost}:not-a-secret@127.0.0.1:5672/{vhost}", t)
+
+    assert _rabbitmqctl("add_vhost", vhost).returncode == 0
+    try:
+        assert _rabbitmqctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*").returncode == 0
+        AmqpBus(f"amqp://guest:guest@127.0.0.1:5672/{vhost}", t).declare_platform(delays)
+        for p, tp in zip(defs["permissions"], defs["topic_permissions"]):
+            user = f"{p['user']}-{vhost}"
+            users.append(user)
+            for argv in (("add_user", user, "not-a-secret"),
+                         ("set_permissions", "-p", vhost, user, p["configure"], p["write"], p["read"]),
+                         ("set_topic_permissions", "-p", vhost, user, tp["exchange"], tp["write"], tp["read"])):
+                proc = _rabbitmqctl(*argv)
+                assert proc.returncode == 0, proc.stderr
+        for service in SERVICES:  # what every worker does when it starts
+            b = bus(service)
+            b.declare_platform(delays)
+            assert b.queue_depth(service) == 0
+        leads = bus("leads")
+        assert leads.publish([OutgoingMessage("m1", "lead.created", b"{}")]) == set()
+        leads.close()
+        with pytest.raises(BusError, match="ACCESS_REFUSED"):
+            bus("leads").publish([OutgoingMessage("m2", "customer.created", b"{}")])  # sales' event
+
+        notify = bus("notify")
+
+        def handle_once(decision):
+            stop, seen = threading.Event(), []
+
+            def callback(delivery):
+                seen.append(delivery.message_id)
+                stop.set()
+                return decision
+            th = threading.Thread(target=notify.consume, args=("notify", callback, stop))
+            th.start()
+            th.join(20)
+            stop.set()
+            return seen
+
+        assert handle_once((Outcome.DEAD, "boom", 0)) == ["m1"]
+        assert [d.message_id for d in notify.dead_letters("notify")] == ["m1"]
+        assert notify.replay("notify") == 1
+        assert handle_once((Outcome.RETRY, "again", 1000)) == ["m1"]  # to crm.notify.retry.1000
+        with pytest.raises(Exception, match="ACCESS_REFUSED"):
+            bus("leads").dead_letters("notify")
+    finally:
+        for user in users:
+            _rabbitmqctl("delete_user", user)
+        _rabbitmqctl("delete_vhost", vhost)
