@@ -23,7 +23,10 @@ log = logging.getLogger(__name__)
 
 def declare_topology(rt: Runtime) -> None:
     delays = rt.settings.retry_delays_ms
-    if rt.name in SERVICES:
+    # Every service declares every consumer's queue, so nothing is published before its consumers'
+    # queues exist. Where the broker's topology is loaded from definitions (and a service's user may
+    # not create others' queues), BUS_DECLARE_PLATFORM=0 leaves only the service's own queues.
+    if rt.name in SERVICES and os.environ.get("BUS_DECLARE_PLATFORM", "1") != "0":
         rt.bus.declare_platform(delays)
     rt.bus.declare_consumer(rt.name, sorted(rt.definition.handlers), delays)
 
