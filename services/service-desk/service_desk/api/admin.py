@@ -3,7 +3,7 @@ policies, the business calendar; and the customer context on its own."""
 from __future__ import annotations
 
 from flask.views import MethodView
-from .blueprint import Blueprint
+from flask_smorest import Blueprint
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 

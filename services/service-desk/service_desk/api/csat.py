@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from flask.views import MethodView
-from .blueprint import Blueprint
+from flask_smorest import Blueprint
 
 from crm_shared.web.auth import public
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import datetime, time
 
 from flask.views import MethodView
-from .blueprint import Blueprint
+from flask_smorest import Blueprint
 
 from crm_shared.web.auth import require_roles
 

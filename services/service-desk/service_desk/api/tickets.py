@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from flask.views import MethodView
-from .blueprint import Blueprint
+from flask_smorest import Blueprint
 from sqlalchemy import and_, select
 
 from crm_shared.web.auth import current_user, require_roles
