@@ -39,3 +39,16 @@ class Money(fields.Decimal):
         kw.setdefault("as_string", True)
         kw.setdefault("allow_nan", False)
         super().__init__(*args, **kw)
+
+
+class Int(fields.Integer):
+    """An integer that fits a 64-bit column: a larger one is refused field by field (422) instead
+    of reaching the database driver, which cannot bind it (a 500)."""
+
+    LOW, HIGH = -(2 ** 63), 2 ** 63 - 1
+
+    def _validated(self, value):
+        number = super()._validated(value)
+        if number is not None and not self.LOW <= number <= self.HIGH:
+            raise ValidationError("Out of range.")
+        return number

@@ -6,7 +6,7 @@ import re
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
 from crm_shared.events import REGISTRY
-from crm_shared.fields import Text
+from crm_shared.fields import Int, Text
 
 from .domain.defaults import TEMPLATE_KEYS
 from .domain.rules import LANGUAGES, valid_zone
@@ -217,7 +217,7 @@ class WebhookOut(_Out):
     condition = fields.Dict(allow_none=True)
     language = fields.String()
     enabled = fields.Boolean()
-    consecutive_failures = fields.Integer()
+    consecutive_failures = Int()
     disabled_at = fields.DateTime(allow_none=True)
     disabled_reason = fields.String(allow_none=True)
     created_at = fields.DateTime()
@@ -227,8 +227,8 @@ class WebhookOut(_Out):
 
 class InboxQuery(Schema):
     unread = fields.Boolean(load_default=False)
-    limit = fields.Integer(load_default=50, validate=validate.Range(1, 200))
-    before_id = fields.Integer(load_default=None, allow_none=True, metadata={"description": "page: items older than this id"})
+    limit = Int(load_default=50, validate=validate.Range(1, 200))
+    before_id = Int(load_default=None, allow_none=True, metadata={"description": "page: items older than this id"})
 
 
 class InboxItemOut(_Out):
@@ -245,15 +245,15 @@ class InboxItemOut(_Out):
 
 class InboxPage(_Out):
     items = fields.List(fields.Nested(InboxItemOut))
-    unread = fields.Integer()
+    unread = Int()
 
 
 class UnreadCount(_Out):
-    unread = fields.Integer()
+    unread = Int()
 
 
 class ReadAllOut(_Out):
-    marked = fields.Integer()
+    marked = Int()
 
 
 # -- deliveries ---------------------------------------------------------------------------------------
@@ -264,15 +264,15 @@ class DeliveryQuery(Schema):
     channel = Text(load_default=None, max_length=20)
     status = Text(load_default=None, validate=validate.OneOf(
         ("pending", "sending", "sent", "failed", "cancelled", "digest", "digested")))
-    limit = fields.Integer(load_default=100, validate=validate.Range(1, 500))
+    limit = Int(load_default=100, validate=validate.Range(1, 500))
 
 
 class AttemptOut(_Out):
-    attempt = fields.Integer()
+    attempt = Int()
     at = fields.DateTime()
     ok = fields.Boolean()
     error = fields.String(allow_none=True)
-    duration_ms = fields.Integer()
+    duration_ms = Int()
 
 
 class DeliveryOut(_Out):
@@ -287,7 +287,7 @@ class DeliveryOut(_Out):
     language = fields.String(allow_none=True)
     subject = fields.String(allow_none=True)
     due_at = fields.DateTime()
-    attempts = fields.Integer()
+    attempts = Int()
     last_error = fields.String(allow_none=True)
     note = fields.String(allow_none=True)
     created_at = fields.DateTime()
