@@ -75,3 +75,38 @@ def record(section: str, service: str, figures: dict) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     tmp.replace(path)
+
+
+def deliver(app, name: str, event_type: str, payload: dict, producer: str = "test") -> None:
+    """Feed one event to the service's handlers through its real inbox (as its worker would)."""
+    from crm_shared.bus import Delivery
+    from crm_shared.events import Envelope
+    from crm_shared.inbox import Dispatcher
+    env = Envelope(type=event_type, payload=json.loads(json.dumps(payload, default=str)), producer=producer)
+    outcome = Dispatcher(runtime_of(app), services.load(name).handlers)(
+        Delivery(env.id, env.type, env.to_json().encode(), 0))
+    assert outcome[0].value == "ack", outcome
+
+
+class Client:
+    """The app's test client, called as somebody: c.post(path, who, json)."""
+
+    def __init__(self, app):
+        self.app, self.client = app, app.test_client()
+
+    def call(self, method: str, path: str, who: tuple, json=None, **kw):
+        user, roles, team = who
+        if json is None and method in ("POST", "PUT", "PATCH"):
+            json = {}
+        return self.client.open(path, method=method, json=json, headers=auth(user, roles, team), **kw)
+
+    def get(self, path, who, **kw):
+        return self.call("GET", path, who, **kw)
+
+    def post(self, path, who, json=None, **kw):
+        return self.call("POST", path, who, json, **kw)
+
+    def ok(self, method, path, who, json=None, status=(200, 201)):
+        r = self.call(method, path, who, json)
+        assert r.status_code in ((status,) if isinstance(status, int) else status), (method, path, r.get_json())
+        return r.get_json()
