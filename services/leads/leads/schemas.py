@@ -113,6 +113,11 @@ class LeadQuery(PageQuery):
     q = Text(max_length=100)
 
 
+class LeadExportQuery(LeadQuery):
+    class Meta:
+        exclude = ("page", "per_page")
+
+
 class PoolQuery(PageQuery):
     team_id = Int()
     source = Text(max_length=20)
