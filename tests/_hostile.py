@@ -20,14 +20,14 @@ NAMES = ["leads", "sales", "service-desk", "notify"]
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def make_app(name: str, tmp_path: Path, **settings):
+def make_app(name: str, tmp_path: Path, clock=None, **settings):
     """The service's app exactly as `crm web` builds it, on SQLite and the embedded bus."""
     d = services.load(name)
     url = f"sqlite:///{tmp_path}/{name}.db"
     upgrade(d, url)
     module = importlib.import_module(d.wsgi.split(":")[0].rsplit(".", 1)[0] + ".app")
     return module.create_app(demo_settings(name, url, f"sqlite:///{tmp_path}/bus-{name}.db", "hostile", **settings),
-                             testing=True)
+                             clock=clock, testing=True)
 
 
 def close(app) -> None:

@@ -76,7 +76,7 @@ OUTSIDER = {"leads": "service_agent", "sales": "service_agent", "service-desk": 
 # them), the company's set-up, and capture (anyone may bring a lead; referrals come from service).
 # Operations with an id are classified in test_hostile_objects.TABLE.
 ANY_USER = {
-    "leads": {"GET /v1/leads", "POST /v1/leads", "GET /v1/pool", "GET /v1/lookup", "GET /v1/campaigns",
+    "leads": {"GET /v1/leads", "GET /v1/leads/export", "POST /v1/leads", "GET /v1/pool", "GET /v1/lookup", "GET /v1/campaigns",
               "GET /v1/routing-rules", "GET /v1/teams", "GET /v1/scoring", "GET /v1/pool-policy"},
     "sales": {"GET /v1/approval-policies", "GET /v1/approvals", "GET /v1/contracts", "GET /v1/customers",
               "GET /v1/exchange-rates", "GET /v1/opportunities", "GET /v1/orders", "GET /v1/products",
