@@ -26,9 +26,9 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# nightly: every service's OpenAPI fuzzed with 10x the examples of `make test`, fresh random seeds
+# nightly: every service's OpenAPI fuzzed with 10x the requests of `make test`, fresh random examples
 fuzz: $(STAMP)
-	FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-400} FUZZ_RANDOM=1 $(BIN)/python -m pytest tests/test_hostile_fuzz.py $(PYTEST_ARGS)
+	FUZZ_REQUESTS=$${FUZZ_REQUESTS:-20000} FUZZ_RANDOM=1 $(BIN)/python -m pytest tests/test_hostile_fuzz.py $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

@@ -247,7 +247,7 @@ def _snapshot(c: h.Client, name: str, ids: dict) -> list:
 
 @pytest.mark.parametrize("name", h.NAMES)
 def test_strangers_get_403_or_404_and_no_data(name, tmp_path):
-    app = h.make_app(name, tmp_path, **({"extra": {"NOTIFY_WEBHOOK_ALLOW_PRIVATE": "1"}} if name == "notify" else {}))
+    app = h.make_app(name, tmp_path, extra={"NOTIFY_WEBHOOK_ALLOW_NETWORKS": "127.0.0.1/32"})
     try:
         c = h.Client(app)
         ids = WORLDS[name](c)

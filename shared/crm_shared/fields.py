@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timezone
 
 from marshmallow import ValidationError, fields
 
@@ -52,3 +53,12 @@ class Int(fields.Integer):
         if number is not None and not self.LOW <= number <= self.HIGH:
             raise ValidationError("Out of range.")
         return number
+
+
+class UtcDateTime(fields.DateTime):
+    """A datetime out as ISO 8601 with its offset; a naive one (SQLite gives them back naive) is UTC."""
+
+    def _serialize(self, value, attr, obj, **kw):
+        if value is not None and getattr(value, "tzinfo", 1) is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return super()._serialize(value, attr, obj, **kw)

@@ -6,7 +6,7 @@ import re
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
 from crm_shared.events import REGISTRY
-from crm_shared.fields import Int, Text
+from crm_shared.fields import Int, Text, UtcDateTime
 
 from .domain.defaults import TEMPLATE_KEYS
 from .domain.rules import LANGUAGES, valid_zone
@@ -218,9 +218,9 @@ class WebhookOut(_Out):
     language = fields.String()
     enabled = fields.Boolean()
     consecutive_failures = Int()
-    disabled_at = fields.DateTime(allow_none=True)
+    disabled_at = UtcDateTime(allow_none=True)
     disabled_reason = fields.String(allow_none=True)
-    created_at = fields.DateTime()
+    created_at = UtcDateTime()
 
 
 # -- inbox ----------------------------------------------------------------------------------------------
@@ -238,8 +238,8 @@ class InboxItemOut(_Out):
     title = fields.String()
     body = fields.String()
     refs = fields.Dict(metadata={"description": "ids of what the item is about (lead_id, ticket_id...)"})
-    created_at = fields.DateTime()
-    read_at = fields.DateTime(allow_none=True)
+    created_at = UtcDateTime()
+    read_at = UtcDateTime(allow_none=True)
     read = fields.Boolean()
 
 
@@ -269,7 +269,7 @@ class DeliveryQuery(Schema):
 
 class AttemptOut(_Out):
     attempt = Int()
-    at = fields.DateTime()
+    at = UtcDateTime()
     ok = fields.Boolean()
     error = fields.String(allow_none=True)
     duration_ms = Int()
@@ -286,12 +286,12 @@ class DeliveryOut(_Out):
     status = fields.String()
     language = fields.String(allow_none=True)
     subject = fields.String(allow_none=True)
-    due_at = fields.DateTime()
+    due_at = UtcDateTime()
     attempts = Int()
     last_error = fields.String(allow_none=True)
     note = fields.String(allow_none=True)
-    created_at = fields.DateTime()
-    last_attempt_at = fields.DateTime(allow_none=True)
-    sent_at = fields.DateTime(allow_none=True)
+    created_at = UtcDateTime()
+    last_attempt_at = UtcDateTime(allow_none=True)
+    sent_at = UtcDateTime(allow_none=True)
     digest_id = fields.String(allow_none=True)
     tries = fields.List(fields.Nested(AttemptOut))
