@@ -22,6 +22,8 @@ class Settings:
     bus_namespace: str = "crm"
     env: str = "development"
     jwt_secret: str = DEV_JWT_SECRET
+    # HS256 rotation grace: tokens signed with this one are still accepted (never used to sign)
+    jwt_previous_secret: str | None = None
     jwks_url: str | None = None
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
@@ -48,6 +50,7 @@ class Settings:
             bus_namespace=e.get("BUS_NAMESPACE", "crm"),
             env=e.get("CRM_ENV", "development"),
             jwt_secret=e.get("CRM_JWT_SECRET", DEV_JWT_SECRET),
+            jwt_previous_secret=e.get("CRM_JWT_PREVIOUS_SECRET") or None,
             jwks_url=e.get("CRM_JWKS_URL") or None,
             jwt_audience=e.get("CRM_JWT_AUDIENCE") or None,
             jwt_issuer=e.get("CRM_JWT_ISSUER") or None,
@@ -69,5 +72,9 @@ class Settings:
                 raise RuntimeError(
                     "CRM_ENV=production refuses the development JWT secret: set CRM_JWKS_URL "
                     "(RS256 from the identity provider) or a CRM_JWT_SECRET of 32+ characters")
+            if self.jwt_previous_secret is not None and (self.jwt_previous_secret == DEV_JWT_SECRET
+                                                         or len(self.jwt_previous_secret) < 32):
+                raise RuntimeError("CRM_ENV=production refuses a CRM_JWT_PREVIOUS_SECRET shorter than 32 "
+                                   "characters or equal to the development secret")
             if self.database_url.startswith("sqlite"):
                 raise RuntimeError("CRM_ENV=production needs DATABASE_URL pointing at PostgreSQL")
