@@ -13,12 +13,13 @@ PREVIOUS_RELEASE moves forward when a release ships (it is the last commit befor
 migrations); the migrations under test are those after its heads."""
 from __future__ import annotations
 
+import io
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tarfile
-import io
 from pathlib import Path
 
 import pytest
@@ -26,12 +27,13 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PREVIOUS_RELEASE = "c8403bd5e0ff3c28f312829b9c5e6914ee8d631f"
 
-# service -> (its package, the old release's test files that exercise the changed tables)
+# service -> (its package, the old release's tests that read and write the changed tables; `-k`
+# leaves out its slow thread races, which test locking rather than the schema)
 OLD_TESTS = {
-    "leads": ("leads", ["test_intake.py", "test_lifecycle.py"]),
-    "sales": ("sales", ["test_customers_pipeline.py"]),
-    "service-desk": ("service_desk", ["test_sla.py"]),
-    "notify": ("notify", ["test_api.py", "test_worker.py"]),
+    "leads": ("leads", ["test_intake.py"], None),
+    "sales": ("sales", ["test_customers_pipeline.py"], None),
+    "service-desk": ("service_desk", ["test_sla.py"], "not two_scans_at_once"),
+    "notify": ("notify", ["test_api.py"], None),
 }
 
 
@@ -53,7 +55,7 @@ def _previous_release(dest: Path, name: str) -> Path:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(OLD_TESTS))
 def test_previous_release_works_on_the_new_schema(name, tmp_path):
-    package, files = OLD_TESTS[name]
+    package, files, select = OLD_TESTS[name]
     old = _previous_release(tmp_path / "old", name)
     # the new release's migrations and migration runner (the Job), the old release's everything else
     shutil.rmtree(old / "services" / name / "migrations")
@@ -68,9 +70,12 @@ def test_previous_release_works_on_the_new_schema(name, tmp_path):
     assert all(line.startswith(str(old)) for line in probe.stdout.split()), (
         f"the old release must be imported from {old}, got {probe.stdout}")
     tests = [str(old / "services" / name / "tests" / f) for f in files]
-    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "--rootdir", str(old),
-                          "-c", str(old / "pytest.ini"), *tests],
+    run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-rs", "--rootdir", str(old),
+                          "-c", str(old / "pytest.ini"), *(["-k", select] if select else []), *tests],
                          cwd=old, env=env, capture_output=True, text=True, timeout=900)
     tail = "\n".join((run.stdout + run.stderr).splitlines()[-40:])
     assert run.returncode == 0, f"the previous release of {name} fails on the new schema:\n{tail}"
-    assert " passed" in tail and "skipped" not in tail.split("\n")[-1] or os.environ.get("CRM_REQUIRE_SERVERS") != "1", tail
+    summary = tail.splitlines()[-1]
+    assert re.search(r"\b[1-9][0-9]* passed", summary), summary
+    if os.environ.get("CRM_REQUIRE_SERVERS") == "1":
+        assert "skipped" not in summary, f"PostgreSQL variants were skipped: {summary}"
