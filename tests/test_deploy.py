@@ -177,6 +177,8 @@ def test_configuration_is_secret_free(rendered):
         assert config["data"]["PROMETHEUS_MULTIPROC_DIR"] == "/tmp/crm-metrics"
         assert config["data"]["WORKER_METRICS_PORT"] == str(WORKER_METRICS_PORT)
         assert config["data"]["BIND_HOST"] == "0.0.0.0"
+        # the inbox (dedupe memory) must outlive the outbox window events can be re-published from
+        assert float(config["data"]["INBOX_RETENTION_DAYS"]) > float(config["data"]["OUTBOX_RETENTION_DAYS"]) > 0
         for w in workloads(docs):
             c = container(w)
             assert [f["configMapRef"]["name"] for f in c["envFrom"]] == [config["metadata"]["name"]]

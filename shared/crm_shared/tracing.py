@@ -173,6 +173,19 @@ def _traced(t, service, fn):
     return handler
 
 
+# -- logs ------------------------------------------------------------------------------------------
+
+def log_ids() -> tuple[str, str] | None:
+    """(trace id, span id) of the current span, for log lines; None when tracing is off."""
+    if _override is None and _provider is None:
+        return None
+    from opentelemetry import trace
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid:
+        return None
+    return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
+
+
 # -- work that continues later (a stored context) ----------------------------------------------------
 
 def current_context(service: str) -> dict | None:

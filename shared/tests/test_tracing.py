@@ -161,3 +161,21 @@ def test_envelope_trace_context_is_optional_and_lenient():
     bad = dict(env.to_dict(), trace_context={"traceparent": 5})
     assert Envelope.from_dict(bad).trace_context is None   # dropped, the event is still valid
     assert Envelope.from_dict(dict(env.to_dict(), trace_context="x")).trace_context is None
+
+
+def test_log_lines_name_their_trace_when_tracing_is_on(spans):
+    import logging
+
+    from crm_shared.logs import _ContextFilter
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "hello", None, None)
+    assert _ContextFilter("a").filter(record) and not hasattr(record, "trace_id")   # no current span
+    t = tracing.tracer("a")
+    with t.start_as_current_span("work") as span:
+        record = logging.LogRecord("x", logging.INFO, __file__, 1, "hello", None, None)
+        _ContextFilter("a").filter(record)
+    assert record.trace_id == f"{span.get_span_context().trace_id:032x}"
+    assert record.span_id == f"{span.get_span_context().span_id:016x}"
+    tracing.use_provider(None)
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "hello", None, None)
+    _ContextFilter("a").filter(record)
+    assert not hasattr(record, "trace_id")
