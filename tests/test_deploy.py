@@ -554,6 +554,8 @@ def test_rabbitmq_definitions_load_and_permissions_let_each_service_work_and_not
         assert handle_once((Outcome.RETRY, "again", 1000)) == ["m1"]  # to crm.notify.retry.1000
         with pytest.raises(Exception, match="ACCESS_REFUSED"):
             bus("leads").dead_letters("notify")
+        # `crm outbox republish leads --to notify` runs with leads' user: straight into notify's queue
+        assert bus("leads").send_to_queue("notify", [OutgoingMessage("m3", "lead.created", b"{}")]) == 1
     finally:
         for u in defs["users"]:
             _rabbitmqctl("delete_user", u["name"])
