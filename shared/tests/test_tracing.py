@@ -179,3 +179,67 @@ def test_log_lines_name_their_trace_when_tracing_is_on(spans):
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "hello", None, None)
     _ContextFilter("a").filter(record)
     assert not hasattr(record, "trace_id")
+
+
+OTLP_SCRIPT = r"""
+import sys
+from crm_shared import tracing
+from crm_shared.config import DEV_JWT_SECRET
+from crm_shared.testing import demo_settings, make_demo_service
+from crm_shared.web import create_service_app
+from crm_shared.web.app import runtime_of
+from crm_shared.web.auth import dev_token
+
+d = make_demo_service("a", handles=())
+app = create_service_app(d, demo_settings("a", sys.argv[1], sys.argv[2], "otlp"), testing=True)
+d.metadata.create_all(runtime_of(app).engine)
+tok = dev_token(DEV_JWT_SECRET, "u1", "Li", ["sales_rep"], "east")
+r = app.test_client().post("/v1/notes", json={"text": "hi"}, headers={"Authorization": "Bearer " + tok})
+assert r.status_code == 201, r.json
+tracing.shutdown()   # flushes the batch to the collector
+"""
+
+
+def test_spans_are_exported_by_otlp_http_when_an_endpoint_is_set(tmp_path):
+    """A real process with OTEL_EXPORTER_OTLP_ENDPOINT pointing at a stand-in collector on a free
+    local port: the SDK posts OTLP/protobuf to /v1/traces with the request's and the event's spans
+    under service.name crm-a (or OTEL_SERVICE_NAME)."""
+    import os
+    import subprocess
+    import sys
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    received = []
+
+    class Collector(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            received.append((self.path, self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.end_headers()
+
+        def log_message(self, *_):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Collector)
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    try:
+        env = dict(os.environ, OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{server.server_port}",
+                   OTEL_SERVICE_NAME="crm-a-test")
+        run = subprocess.run([sys.executable, "-c", OTLP_SCRIPT, f"sqlite:///{tmp_path}/a.db",
+                              f"sqlite:///{tmp_path}/bus.db"], env=env, capture_output=True, text=True, timeout=120)
+        assert run.returncode == 0, run.stderr
+    finally:
+        server.shutdown()
+    assert received and {p for p, _ in received} == {"/v1/traces"}
+    names, services = set(), set()
+    for _, body in received:
+        req = ExportTraceServiceRequest.FromString(body)
+        for rs in req.resource_spans:
+            services |= {a.value.string_value for a in rs.resource.attributes if a.key == "service.name"}
+            names |= {s.name for ss in rs.scope_spans for s in ss.spans}
+    assert services == {"crm-a-test"}
+    assert {"POST /v1/notes", "lead.created create"} <= names
