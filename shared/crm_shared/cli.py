@@ -151,6 +151,8 @@ def run(data_dir):
         procs.append(subprocess.Popen([sys.executable, "-m", "crm_shared.cli", "worker", name], env=penv,
                                       start_new_session=True))
         click.echo(f"{name:>13}: http://127.0.0.1:{d.port}/docs", err=True)
+    # the development gateway: the consoles on /app/ and the services under /leads/ … (crm_shared/gateway.py)
+    procs.append(subprocess.Popen([sys.executable, "-m", "crm_shared.gateway"], env=env, start_new_session=True))
     stopping = False
 
     def stop(*_):
