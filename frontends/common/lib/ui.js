@@ -91,7 +91,7 @@ export function Loading({ state, children }) {
 // columns: [{ label, key | render(row), num: true }]
 export function Table({ caption, columns, rows, empty, rowKey = (r) => r.id }) {
   if (!rows || rows.length === 0) return html`<p class="muted">${empty || t("app.empty")}</p>`;
-  return html`<div class="table-wrap" tabindex="0" role="region" aria-label=${caption}>
+  return html`<div class="table-wrap" tabindex="0" role="region" aria-label=${`${t("chart.table")}: ${caption}`}>
     <table>
       <caption>${caption}</caption>
       <thead><tr>${columns.map((c) => html`<th scope="col" class=${c.num ? "num" : ""}>${c.label}</th>`)}</tr></thead>
@@ -238,7 +238,11 @@ export function startConsole(spec, mount = document.getElementById("app")) {
     const [, setL] = useState(lang());
     const [oidcErr, setOidcErr] = useState(null);
     const route = useRoute();
-    useEffect(() => onAuthChange(setUser), []);
+    useEffect(() => onAuthChange((u) => {
+      setUser(u);
+      // the login button is gone: put the keyboard focus at the start of the console's content
+      setTimeout(() => { const m = document.getElementById("main"); if (m) m.focus(); }, 0);
+    }), []);
     useEffect(() => onLangChange(setL), []);
     useEffect(() => {
       loadConfig().then((c) => c.auth === "oidc" && completeOidcLogin(c.oidc)).catch((e) => setOidcErr(e.message));
