@@ -3,6 +3,7 @@ import { html, useState, useEffect, startConsole, useAsync, useAction, Loading, 
 import { api, all, stream } from "../common/lib/api.js";
 import { t, addMessages, money, date, dateTime, num } from "../common/lib/i18n.js";
 import { OPEN, daysLeft, recycleAt } from "../common/lib/leads.js";
+import { onAuthChange } from "../common/lib/auth.js";
 import { messages } from "./messages.js";
 
 addMessages(messages);
@@ -58,6 +59,12 @@ const status = (s) => t(`status.${s}`);
 // the inbox's unread count, kept live by one stream for the whole console
 const inbox = { unread: null, items: [], listeners: new Set(), stop: null };
 function inboxChanged() { for (const fn of inbox.listeners) fn({ ...inbox }); }
+onAuthChange(() => {  // another user (or none): forget the inbox and close its stream
+  if (inbox.stop) inbox.stop();
+  Object.assign(inbox, { unread: null, items: [], stop: null });
+  inboxChanged();
+});
+
 function startInbox() {
   if (inbox.stop) return;
   api("notify", "/v1/inbox", { query: { limit: 50 } }).then((p) => { inbox.items = p.items; inbox.unread = p.unread; inboxChanged(); },

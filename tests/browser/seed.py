@@ -45,8 +45,14 @@ def seed(base: str) -> dict:
     admin.post("/leads/v1/teams", {"name": "华东销售", "strategy": "round_robin", "members": [
         {"user_id": "rep-li", "name": "李雷"}, {"user_id": "rep-han", "name": "韩梅梅"}]})
     admin.call("PUT", "/leads/v1/pool-policy", json={"new_entry_embargo_hours": 0})
+    campaign = admin.post("/leads/v1/campaigns", {"name": "2026 秋季工业展", "source": "exhibition", "currency": "CNY",
+                                                  "budget": 20000})
+    admin.post(f"/leads/v1/campaigns/{campaign['id']}/costs", {"amount": 15000, "incurred_on": today.isoformat(),
+                                                                "note": "展位"})
+    out["campaign"] = campaign
     pooled = admin.post("/leads/v1/leads", {"name": "赵六", "company": "苏州精密机械有限公司", "phone": "13912345678",
-                                           "city": "苏州", "province": "江苏", "source": "exhibition"})
+                                           "city": "苏州", "province": "江苏", "source": "exhibition",
+                                           "campaign_id": int(campaign["id"])})
     assert pooled["status"] == "pooled", pooled
     out["pooled_lead"] = pooled
     own = rep.post("/leads/v1/leads", {"name": "钱七", "company": "杭州云帆科技", "phone": "13800001111", "city": "杭州",

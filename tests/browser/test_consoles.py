@@ -242,6 +242,16 @@ def test_managers_see_charts_and_tables_of_the_reports(console, platform):
     expect(page.get_by_role("region", name="Signed by rep", exact=True)).to_contain_text("rep-li")
     audit(page, "the managers' sales page")
     screenshot(page, "managers-laptop")
+    c.go("#/marketing")
+    campaign = platform.data["campaign"]
+    roi = gm.get(f"/leads/v1/campaigns/{campaign['id']}/roi")
+    assert roi["leads"] == 1 and roi["converted_leads"] == 1  # the rep converted the campaign's lead above
+    row = page.get_by_role("region", name="Campaign ROI", exact=True).get_by_role("row", name=re.compile("2026 秋季工业展"))
+    expect(row.locator("td")).to_have_text([str(roi["leads"]), str(roi["converted_leads"]), str(roi["won_contracts"]),
+                                            "CNY 15,000.00", f"CNY {float(roi['revenue']):,.2f}",
+                                            f"CNY {float(roi['cost_per_lead']):,.2f}", f"{float(roi['roi']) * 100:.0f}%"])
+    expect(page.get_by_role("region", name="Campaign ROI", exact=True).get_by_role("img")).to_be_visible()
+    audit(page, "the managers' campaign page")
     c.go("#/service")
     sla = gm.get("/service-desk/v1/reports/sla", params={"group_by": "week"})
     expect(page.get_by_role("region", name="SLA kept, by week", exact=True).get_by_role("table")).to_contain_text(sla["rows"][0]["key"])

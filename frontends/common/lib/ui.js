@@ -130,7 +130,9 @@ export function SlaCountdown({ timer, label }) {
   if (timer.paused) return html`<${Badge} tone="muted">${label ? `${label}: ` : ""}⏸ ${duration(timer.remaining_minutes ?? 0)}</${Badge}>`;
   const left = (new Date(timer.due_at).getTime() - now) / 60000;
   const warnAt = timer.warn_at ? new Date(timer.warn_at).getTime() : null;
-  const tone = left <= 0 || timer.breached_at ? "red" : (warnAt && now >= warnAt) || left < (timer.minutes || 0) * 0.2 ? "amber" : "ok";
+  // amber from the service's own warning time (a share of the target, on the business calendar)
+  const warned = warnAt !== null ? now >= warnAt : left < (timer.minutes || 0) * 0.2;
+  const tone = left <= 0 || timer.breached_at ? "red" : warned || timer.warned_at ? "amber" : "ok";
   const word = tone === "red" ? t("sla.breached") : tone === "amber" ? t("sla.soon") : t("sla.ok");
   return html`<span class="badge ${tone}" title=${word}>
     ${label ? `${label}: ` : ""}${duration(left)}<span class="sr-only"> (${word})</span></span>`;
