@@ -315,3 +315,50 @@ def test_each_console_at_phone_width(console, name, user, hash_):
     assert overflow <= 0, f"{name} scrolls sideways by {overflow}px at {PHONE['width']}px"
     audit(page, f"the {name} console at phone width")
     screenshot(page, f"{name}-phone")
+
+
+def test_production_login_goes_through_the_identity_provider_with_pkce(browser, platform):
+    """CRM_OIDC_ISSUER set: the console offers no user picker, sends the user to the provider,
+    and trades the code (with the PKCE verifier) for the access token it then uses."""
+    import threading
+
+    from crm_shared.gateway import Gateway, serve, upstreams_from
+
+    from .conftest import ROOT, Console
+    from .fake_idp import FakeIdP
+    from .seed import USERS
+
+    idp = FakeIdP(USERS["agent-liu"])
+    server = serve(Gateway(upstreams_from(platform.ports), ROOT / "frontends",
+                           env={"CRM_OIDC_ISSUER": idp.url, "CRM_OIDC_CLIENT_ID": "crm-consoles"}), "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    class Prod:  # the same platform behind the production-configured gateway
+        url = f"http://127.0.0.1:{server.server_port}"
+
+    c = Console(browser, Prod, "service")
+    try:
+        page = c.open("#/breaches")
+        expect(page.get_by_role("button", name="Log in with the identity provider")).to_be_visible()
+        expect(page.get_by_role("button", name=re.compile("Log in as"))).to_have_count(0)
+        audit(page, "the OIDC login page")
+        page.get_by_role("button", name="Log in with the identity provider").click()
+        expect(page.get_by_role("button", name="Log out")).to_be_visible()
+        expect(page.locator(".who")).to_have_text("刘洋")
+        expect(page.get_by_role("heading", name="Queues")).to_be_visible()
+        assert "code=" not in page.url and "state=" not in page.url  # the code does not stay in the address bar
+        kinds = [k for k, _ in idp.log]
+        assert kinds == ["authorize", "token"], idp.log
+        authorize, token = idp.log[0][1], idp.log[1][1]
+        assert authorize["redirect_uri"] == f"{Prod.url}/app/service/" and token["code_verifier"]
+        assert authorize["code_challenge"] != token["code_verifier"]  # S256, not plain
+        # the state is checked: a forged callback does not log anyone in
+        page.get_by_role("button", name="Log out").click()
+        page.goto(f"{Prod.url}/app/service/?code=forged&state=forged")
+        expect(page.get_by_role("alert")).to_contain_text("state")
+        expect(page.get_by_role("button", name="Log out")).to_have_count(0)
+    finally:
+        c.close()
+        server.shutdown()
+        server.server_close()
+        idp.stop()
