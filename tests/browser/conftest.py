@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from .live_platform import Platform
+from .live_platform import LivePlatform
 from .seed import seed
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,7 +57,7 @@ def browser(chromium_path):
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory, browser):
-    p = Platform(tmp_path_factory.mktemp("platform")).start()
+    p = LivePlatform(tmp_path_factory.mktemp("platform")).start()
     try:
         p.data = seed(p.url)
         yield p

@@ -1,100 +1,61 @@
-"""The platform as the browser tests need it: the four services (web + worker each) on free ports
-with SQLite files and the embedded bus, and the development gateway in front of them, serving the
-consoles. Usable alone for a manual look: `python tests/browser/live_platform.py DATA_DIR`."""
+"""The platform as the browser tests need it: `crm_shared.platform.Platform` (the four services,
+web + worker each, on free ports, SQLite files and the embedded bus) with the development gateway
+in front of it, serving the consoles. Usable alone for a manual look:
+`.venv/bin/python tests/browser/live_platform.py DATA_DIR` (prints the consoles' URL)."""
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
-import requests
-
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ("leads", "sales", "service-desk", "notify")
+ENV = {"LOG_LEVEL": "WARNING", "CRM_ENV": "development",
+       # one process per web, threads enough for the browsers' inbox streams and page loads
+       "WEB_CONCURRENCY": "1", "WEB_THREADS": "12", "OUTBOX_POLL_MS": "100"}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Platform:
-    def __init__(self, data_dir: Path, log_dir: Path | None = None):
+class LivePlatform:
+    def __init__(self, data_dir: Path):
+        from crm_shared.platform import Platform
         self.data_dir = Path(data_dir)
-        self.log_dir = Path(log_dir or data_dir)
-        self.ports = {name: free_port() for name in SERVICES}
-        self.procs: list[subprocess.Popen] = []
+        data = self.data_dir / "data"
+        self.services = Platform(str(data), ports="free", env=ENV, bus_url=f"sqlite:///{data}/bus.db", namespace="crm",
+                                 log_dir=str(self.data_dir / "logs"))
+        self.ports = {n: s.port for n, s in self.services.services.items()}
         self.server = None
         self.url = None
+        self.data: dict = {}
 
-    def env(self) -> dict:
-        env = dict(os.environ, CRM_DATA_DIR=str(self.data_dir), WEB_CONCURRENCY="1", WEB_THREADS="12",
-                   LOG_LEVEL="WARNING", CRM_ENV="development")
-        for k in ("BUS_URL", "DATABASE_URL", "BUS_NAMESPACE", "CRM_OIDC_ISSUER", "CRM_JWKS_URL"):
-            env.pop(k, None)
-        env["BUS_URL"] = f"sqlite:///{self.data_dir}/bus.db"
-        return env
-
-    def start(self, timeout: float = 90) -> "Platform":
-        from crm_shared.gateway import Gateway, serve, upstreams_from
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        env = self.env()
-        crm = [sys.executable, "-m", "crm_shared.cli"]
-        subprocess.run(crm + ["migrate", *SERVICES], env=env, check=True, capture_output=True)
-        subprocess.run(crm + ["declare"], env=env, check=True, capture_output=True)
-        for name in SERVICES:
-            metrics = self.data_dir / "metrics" / name
-            metrics.mkdir(parents=True, exist_ok=True)
-            penv = dict(env, PROMETHEUS_MULTIPROC_DIR=str(metrics))
-            for role, argv in (("web", ["web", name, "--port", str(self.ports[name])]), ("worker", ["worker", name])):
-                log = open(self.log_dir / f"{name}-{role}.log", "wb")
-                self.procs.append(subprocess.Popen(crm + argv, env=penv, stdout=log, stderr=subprocess.STDOUT,
-                                                   start_new_session=True))
-        gw = Gateway(upstreams_from(self.ports), ROOT / "frontends", env=env)
+    def start(self, timeout: float = 90) -> "LivePlatform":
+        from crm_shared.gateway import Gateway, serve
+        try:
+            self.services.start(wait=True, timeout=timeout)
+        except Exception:
+            self.services.stop()
+            raise
+        # the development login (user picker), whatever this shell's CRM_OIDC_* say
+        env = {k: v for k, v in self.services.env.items() if not k.startswith("CRM_OIDC_")}
+        gw = Gateway(self.upstreams(), ROOT / "frontends", env=env)
         self.server = serve(gw, "127.0.0.1", 0)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.server.server_port}"
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if any(p.poll() is not None for p in self.procs):
-                self.stop()
-                raise RuntimeError(f"a platform process exited; see the logs in {self.log_dir}")
-            try:
-                if all(requests.get(f"{self.url}/{n}/readyz", timeout=2).status_code == 200 for n in SERVICES):
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.3)
-        self.stop()
-        raise RuntimeError("the platform did not get ready in time")
+        return self
+
+    def upstreams(self) -> dict[str, str]:
+        return {n: self.services.url(n) for n in self.services.services}
 
     def stop(self) -> None:
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
             self.server = None
-        for p in self.procs:
-            if p.poll() is None:
-                try:
-                    os.killpg(p.pid, 15)
-                except ProcessLookupError:
-                    pass
-        for p in self.procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, 9)
-        self.procs = []
+        self.services.stop()
 
 
 if __name__ == "__main__":
-    p = Platform(Path(sys.argv[1] if len(sys.argv) > 1 else "var-browser")).start()
-    print(p.url + "/app/", p.ports, flush=True)
+    p = LivePlatform(Path(sys.argv[1] if len(sys.argv) > 1 else "var-browser")).start()
+    print(f"{p.url}/app/", flush=True)
     try:
         while True:
             time.sleep(1)

@@ -322,14 +322,14 @@ def test_production_login_goes_through_the_identity_provider_with_pkce(browser, 
     and trades the code (with the PKCE verifier) for the access token it then uses."""
     import threading
 
-    from crm_shared.gateway import Gateway, serve, upstreams_from
+    from crm_shared.gateway import Gateway, serve
 
     from .conftest import ROOT, Console
     from .fake_idp import FakeIdP
     from .seed import USERS
 
     idp = FakeIdP(USERS["agent-liu"])
-    server = serve(Gateway(upstreams_from(platform.ports), ROOT / "frontends",
+    server = serve(Gateway(platform.upstreams(), ROOT / "frontends",
                            env={"CRM_OIDC_ISSUER": idp.url, "CRM_OIDC_CLIENT_ID": "crm-consoles"}), "127.0.0.1", 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
 
