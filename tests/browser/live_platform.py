@@ -54,6 +54,8 @@ class LivePlatform:
 
 
 if __name__ == "__main__":
+    import signal
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop cleanly on SIGTERM as on Ctrl-C
     p = LivePlatform(Path(sys.argv[1] if len(sys.argv) > 1 else "var-browser")).start()
     print(f"{p.url}/app/", flush=True)
     try:

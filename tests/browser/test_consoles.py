@@ -268,7 +268,9 @@ def test_language_switches_between_chinese_and_english(console):
     assert page.evaluate("document.documentElement.lang") == "zh-CN"
     page.reload()  # the choice is kept
     expect(page.get_by_role("link", name="公海")).to_be_visible()
+    expect(page.locator(".stats .count").first).not_to_have_text("…")
     audit(page, "the Chinese today board")
+    screenshot(page, "sales-zh-laptop")
 
 
 def test_keyboard_alone_logs_in_and_reaches_the_pool(console):
@@ -303,7 +305,7 @@ def test_keyboard_alone_logs_in_and_reaches_the_pool(console):
     assert outline not in ("none", ""), outline
 
 
-@pytest.mark.parametrize("name,user,hash_", [("sales", "李雷", "#/pipeline"), ("backoffice", "陈静", "#/orders"),
+@pytest.mark.parametrize("name,user,hash_", [("sales", "李雷", "#/pipeline"), ("backoffice", "陈静", "#/payments"),
                                              ("service", "刘洋", "#/"), ("managers", "周敏", "#/")])
 def test_each_console_at_phone_width(console, name, user, hash_):
     c = console(name, viewport=PHONE)

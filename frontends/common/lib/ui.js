@@ -148,7 +148,7 @@ export function BarChart({ title, bars, series, format = (v) => String(v) }) {
     <svg viewBox="0 0 ${W} ${H}" role="img" aria-label=${title} preserveAspectRatio="xMinYMin meet">
       <title>${title}</title>
       ${bars.map((b, i) => html`<g transform="translate(0 ${i * rowH + 4})">
-        <text x=${labelW - 6} y=${rowH / 2} text-anchor="end" dominant-baseline="middle" class="chart-label">${b.label}</text>
+        <text x=${labelW - 6} y=${(16 * series.length - 3) / 2} text-anchor="end" dominant-baseline="middle" class="chart-label">${b.label}</text>
         ${b.values.map((v, j) => {
           const w = Math.max(0, ((Number(v) || 0) / max) * (W - labelW - 120));
           return html`<rect x=${labelW} y=${j * 16} width=${w} height="13" class=${`s${j}`} />
