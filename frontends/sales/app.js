@@ -22,9 +22,13 @@ async function policyFor(teamId) {
   return policies.get(key);
 }
 
+// a rep: their own leads; a manager: every owned lead they may see (their teams')
+const isManager = (user) => user.roles.some((r) => ["sales_manager", "general_manager", "admin"].includes(r));
+
 async function myLeads(user) {
-  const page = await api("leads", "/v1/leads", { query: { owner_id: user.id, per_page: 100 } });
-  const items = page.items.filter((l) => OPEN.includes(l.status));
+  const query = isManager(user) ? { per_page: 100 } : { owner_id: user.id, per_page: 100 };
+  const page = await api("leads", "/v1/leads", { query });
+  const items = page.items.filter((l) => OPEN.includes(l.status) && l.owner_id);
   for (const l of items) l._left = daysLeft(l, await policyFor(l.team_id));
   return items;
 }
@@ -112,9 +116,9 @@ function Today({ user }) {
 function Leads({ user, query }) {
   const state = useAsync(() => myLeads(user), [user.id]);
   const f = query.f;
-  const title = f === "today" ? t("leads.today") : f === "recycle" ? t("leads.recycle") : t("leads.mine");
+  const title = f === "today" ? t("leads.today") : f === "recycle" ? t("leads.recycle") : isManager(user) ? t("leads.team") : t("leads.mine");
   return html`<h2>${title}</h2>
-    <div class="actions"><a class="button secondary" href="#/leads">${t("leads.mine")}</a>
+    <div class="actions"><a class="button secondary" href="#/leads">${isManager(user) ? t("leads.team") : t("leads.mine")}</a>
       <a class="button secondary" href="#/leads?f=today">${t("leads.today")}</a>
       <a class="button secondary" href="#/leads?f=recycle">${t("leads.recycle")}</a></div>
     <${Loading} state=${state}>${(rows) => {
@@ -126,6 +130,7 @@ function Leads({ user, query }) {
         { label: t("lead.name"), render: (r) => html`<a href=${`#/leads/${r.id}`}>${r.name || r.company || `#${r.id}`}</a>` },
         { label: t("lead.company"), key: "company" },
         { label: t("lead.status"), render: (r) => status(r.status) },
+        ...(isManager(user) ? [{ label: t("lead.owner"), key: "owner_name" }] : []),
         { label: t("lead.next"), render: (r) => dateTime(r.next_follow_up_at) },
         { label: t("lead.daysLeft"), num: true, render: (r) => r.locked ? html`<${Badge}>🔒 ${t("lead.locked")}</${Badge}>`
           : r._left === null ? "—" : html`<${Badge} tone=${r._left <= 1 ? "red" : r._left <= 3 ? "amber" : "ok"}>${t("lead.days", { n: r._left })}</${Badge}>` },
@@ -498,8 +503,8 @@ function InboxLabel() {
 startConsole({
   title: () => t("sales.title"),
   roles: ["sales_rep", "sales_manager", "general_manager"],
-  nav: () => [
-    { href: "#/", label: t("nav.today") }, { href: "#/leads", label: t("nav.leads") }, { href: "#/pool", label: t("nav.pool") },
+  nav: (user) => [
+    { href: "#/", label: t("nav.today") }, { href: "#/leads", label: isManager(user) ? t("leads.team") : t("nav.leads") }, { href: "#/pool", label: t("nav.pool") },
     { href: "#/customers", label: t("nav.customers") }, { href: "#/pipeline", label: t("nav.pipeline") },
     { href: "#/quotes", label: t("nav.quotes") }, { href: "#/approvals", label: t("nav.approvals") },
     { href: "#/contracts", label: t("nav.contracts") }, { href: "#/inbox", label: html`<${InboxLabel} />` },

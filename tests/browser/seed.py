@@ -42,7 +42,7 @@ def seed(base: str) -> dict:
     out: dict = {}
 
     # leads: a team for the reps, a pool without the new-entry embargo, a pooled lead and a rep's own
-    admin.post("/leads/v1/teams", {"name": "华东销售", "strategy": "round_robin", "members": [
+    admin.post("/leads/v1/teams", {"name": "华东销售", "code": "east", "strategy": "round_robin", "members": [
         {"user_id": "rep-li", "name": "李雷"}, {"user_id": "rep-han", "name": "韩梅梅"}]})
     admin.call("PUT", "/leads/v1/pool-policy", json={"new_entry_embargo_hours": 0})
     campaign = admin.post("/leads/v1/campaigns", {"name": "2026 秋季工业展", "source": "exhibition", "currency": "CNY",

@@ -138,6 +138,12 @@ def test_manager_approves_a_quote(console, platform):
     assert mgr.get(f"/sales/v1/quotes/{quote['id']}")["status"] == "approved"
     trail = mgr.get(f"/sales/v1/approvals/{pending[0]['id']}")["trail"]
     assert any(e["action"] == "approve" and e["comment"] == "同意，注意回款" for e in trail)
+    # the manager's leads are the team's, with their owners
+    page.get_by_role("link", name="Team leads").click()
+    team = [l for l in mgr.get("/leads/v1/leads")["items"] if l["owner_id"] and l["status"] in ("new", "contacted", "qualified")]
+    rows = page.get_by_role("table", name="Team leads").locator("tbody tr")
+    expect(rows).to_have_count(len(team))
+    expect(page.get_by_role("row", name=re.compile("钱七"))).to_contain_text("李雷")
 
 
 def test_inbox_updates_live(console, platform):
