@@ -1,6 +1,6 @@
 // The shared components of the department consoles: the shell (skip link, header, navigation,
 // language switch, user), the login gate, tables, forms, status messages, SLA countdowns.
-import { html, render, useState, useEffect, useCallback, useRef } from "./html.js";
+import { html, render, cloneElement, useState, useEffect, useCallback, useRef } from "./html.js";
 import { t, lang, setLang, onLangChange, LANGS, duration } from "./i18n.js";
 import { currentUser, onAuthChange, logout, loadConfig, devLogin, startOidcLogin, completeOidcLogin } from "./auth.js";
 import { ApiError } from "./api.js";
@@ -107,8 +107,8 @@ let fieldSeq = 0;
 export function Field({ label, hint, children, id }) {
   const ref = useRef(id || `f${++fieldSeq}`);
   const child = Array.isArray(children) ? children[0] : children;
-  const input = child && child.props ? { ...child, props: { ...child.props, id: ref.current,
-    "aria-describedby": hint ? `${ref.current}-hint` : undefined } } : child;
+  const input = child && child.props ? cloneElement(child, { id: ref.current,
+    "aria-describedby": hint ? `${ref.current}-hint` : undefined }) : child;
   return html`<div class="field"><label for=${ref.current}>${label}</label>${input}
     ${hint && html`<small id=${`${ref.current}-hint`} class="muted">${hint}</small>`}</div>`;
 }
