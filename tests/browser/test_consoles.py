@@ -370,3 +370,55 @@ def test_production_login_goes_through_the_identity_provider_with_pkce(browser, 
         server.shutdown()
         server.server_close()
         idp.stop()
+
+
+def test_sla_countdown_colours_and_recycle_days_in_the_browser(console):
+    """The two client-side rules, run in the page's own modules: an SLA countdown is green with
+    time left, amber from the service's warning time, red past due (paused and met timers say so);
+    days before recycling follow the leads service's rule (the earlier of no follow-up and no
+    conversion, locked leads never)."""
+    c = console("service")
+    page = c.open()
+    page.get_by_role("heading", name="Log in").wait_for()
+    out = page.evaluate("""async () => {
+      const ui = await import('../common/lib/ui.js');
+      const { html, render } = await import('../common/lib/html.js');
+      const leads = await import('../common/lib/leads.js');
+      const now = Date.now(), at = (min) => new Date(now + min * 60000).toISOString();
+      const timers = {
+        ok: { due_at: at(120), warn_at: at(60), minutes: 240 },
+        amber: { due_at: at(30), warn_at: at(-5), minutes: 240 },
+        red: { due_at: at(-10), warn_at: at(-60), minutes: 240, breached_at: at(-10) },
+        met: { due_at: at(-10), met_at: at(-30), minutes: 240 },
+        paused: { due_at: at(100), paused: true, remaining_minutes: 90, minutes: 240 },
+      };
+      const sla = {};
+      for (const [k, timer] of Object.entries(timers)) {
+        const el = document.createElement('div');
+        document.body.append(el);
+        render(html`<${ui.SlaCountdown} timer=${timer} />`, el);
+        sla[k] = [el.firstElementChild.className, el.textContent];
+      }
+      const day = 86400000, iso = (d) => new Date(now + d * day).toISOString();
+      const policy = { recycle_no_follow_up_days: 7, recycle_no_conversion_days: 30, tier_days: { A: { no_follow_up: 14 } } };
+      const lead = (x) => ({ status: 'contacted', assigned_at: iso(-10), last_follow_up_at: null, tier: 'B', locked: false, ...x });
+      const days = {
+        never_followed: leads.daysLeft(lead({}), policy, now),
+        followed: leads.daysLeft(lead({ last_follow_up_at: iso(-2) }), policy, now),
+        conversion_first: leads.daysLeft(lead({ assigned_at: iso(-28), last_follow_up_at: iso(-1) }), policy, now),
+        tier_a: leads.daysLeft(lead({ tier: 'A' }), policy, now),
+        locked: leads.daysLeft(lead({ locked: true }), policy, now),
+        converted: leads.daysLeft(lead({ status: 'converted' }), policy, now),
+      };
+      return { sla, days };
+    }""")
+    sla = out["sla"]
+    assert sla["ok"][0].split() == ["badge", "ok"] and "on time" in sla["ok"][1]
+    assert sla["amber"][0].split() == ["badge", "amber"] and "due soon" in sla["amber"][1]
+    assert sla["red"][0].split() == ["badge", "red"] and "breached" in sla["red"][1] and "-" in sla["red"][1]
+    assert "ok" in sla["met"][0] and "✓" in sla["met"][1]
+    assert "muted" in sla["paused"][0] and "1h 30m" in sla["paused"][1]
+    # assigned 10 days ago: 7 days without follow-up -> 3 days overdue; a follow-up 2 days ago -> 5 left;
+    # assigned 28 days ago -> conversion due in 2 (before the follow-up rule's 6); tier A: 14 - 10 = 4
+    assert out["days"] == {"never_followed": -3, "followed": 5, "conversion_first": 2, "tier_a": 4,
+                           "locked": None, "converted": None}
