@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SOURCES := shared/pyproject.toml $(wildcard services/*/pyproject.toml) requirements-dev.txt
 
-.PHONY: run test install bench clean chromium
+.PHONY: run test install bench clean screenshots chromium
 
 $(STAMP): $(SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ run: $(STAMP)
 
 test: $(STAMP) chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+screenshots: $(STAMP)
+	CRM_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest tests/browser -q
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

@@ -18,7 +18,9 @@ from .live_platform import LivePlatform
 from .seed import seed
 
 ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "docs" / "screenshots"
+# `make screenshots` writes them where the README shows them; an ordinary test run writes them
+# beside its other output, so `make test` leaves the work tree as it found it
+SHOTS = Path(os.environ.get("CRM_SCREENSHOTS_DIR") or Path(os.environ.get("TMPDIR", "/tmp")) / "crm-screenshots")
 REQUIRE = os.environ.get("CRM_REQUIRE_SERVERS") == "1"
 LAPTOP = {"width": 1366, "height": 850}
 PHONE = {"width": 390, "height": 844}
