@@ -28,7 +28,6 @@ from .config import config_of
 from .domain.rules import next_retry, quiet_until, sms_parts, utc
 
 log = logging.getLogger(__name__)
-LEASE = timedelta(minutes=5)
 MAX_THREADS = 8
 
 
@@ -62,7 +61,8 @@ def claim(rt, limit: int) -> list:
         ids = [r.id for r in uow.session.execute(q)]
         if not ids:
             return []
-        uow.session.execute(update(d).where(d.c.id.in_(ids)).values(status="sending", lease_until=now + LEASE))
+        lease = timedelta(seconds=config_of(rt).dispatch_lease_seconds)
+        uow.session.execute(update(d).where(d.c.id.in_(ids)).values(status="sending", lease_until=now + lease))
         rows = uow.session.execute(select(d).where(d.c.id.in_(ids)).order_by(d.c.due_at, d.c.id)).all()
         uow.commit()
     return rows
@@ -91,7 +91,9 @@ def _run_channel(rt, rows) -> None:
     down = None
     for row in rows:
         if down is not None:
-            _release(rt, row, down)
+            # wait as long as the row that found the channel down: left due now, the rows of a
+            # channel that is down would fill every claim and starve the channels that work
+            _release(rt, row, down, delay=timedelta(seconds=config_of(rt).retry_base_seconds))
             continue
         try:
             _deliver(rt, row)
@@ -102,11 +104,15 @@ def _run_channel(rt, rows) -> None:
             _release(rt, row, "internal error, will be tried again")
 
 
-def _release(rt, row, why: str) -> None:
-    """Back to pending without counting a try (the channel was down before this row's turn)."""
+def _release(rt, row, why: str, delay: timedelta | None = None) -> None:
+    """Back to pending without counting a try (the channel was down before this row's turn),
+    due again after `delay`."""
+    values = dict(status="pending", lease_until=None, note=f"waiting: {why}"[:500])
+    if delay is not None:
+        values["due_at"] = rt.clock.now() + delay
     with rt.uow() as uow:
         uow.session.execute(update(m.deliveries).where(m.deliveries.c.id == row.id, m.deliveries.c.status == "sending")
-                            .values(status="pending", lease_until=None, note=f"waiting: {why}"[:500]))
+                            .values(**values))
         uow.commit()
 
 
