@@ -71,7 +71,7 @@ def record(name: str, figures: dict) -> None:
     os.makedirs(out, exist_ok=True)
     figures = {"name": name, "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                "python": sys.version.split()[0], "machine": f"{host.system()} {host.machine()}, {os.cpu_count()} CPUs",
-               **figures}
+               "test_settings": ", ".join(f"{k}={v}" for k, v in PLATFORM_ENV.items()), **figures}
     with open(os.path.join(out, f"{name}.json"), "w", encoding="utf-8") as f:
         json.dump(figures, f, indent=2, ensure_ascii=False, sort_keys=True)
 
@@ -264,7 +264,7 @@ def settled(p: Platform, n_leads: int, n_customers: int):
     return c if done else None
 
 
-def wait_settled(p: Platform, n_leads: int, n_customers: int, timeout: float = 180) -> tuple[dict, float]:
+def wait_settled(p: Platform, n_leads: int, n_customers: int, timeout: float = 300) -> tuple[dict, float]:
     t0 = time.monotonic()
     last = {}
 
