@@ -414,6 +414,8 @@ def test_rabbitmq_stopped_and_workers_killed_mid_run_every_event_once(tmp_path, 
             c, settle = wait_settled(p, N_LEADS, len(load.to_convert))
             assert_exactly_once(c, N_LEADS, len(load.to_convert))
             assert inbox_via_api(p) == {r: c["leads_per_rep"][r] for r in REPS}
+            dead = all_dead_letters(p)
+            assert set(dead.values()) == {0}, dead  # the outage and the kills used up no retries
             assert not p.exited(), p.exited()
     # the faults hit the middle of the flow: deliveries were in flight at each, the writes went on
     # while the broker was down (their events waiting in the outboxes), and /readyz said so
@@ -426,7 +428,8 @@ def test_rabbitmq_stopped_and_workers_killed_mid_run_every_event_once(tmp_path, 
         "leads_posted": N_LEADS, "leads_posted_while_broker_down": posted_while_down,
         "conversions": len(load.to_convert), "outbox_pending_while_broker_down": pending,
         "http_errors": len(load.errors), "broker_start_seconds": broker_start, "load_seconds": load.seconds,
-        "settle_seconds": settle, "total_seconds": round(time.monotonic() - t_all, 1), **summary(c)})
+        "settle_seconds": settle, "dead_letters": dead, "total_seconds": round(time.monotonic() - t_all, 1),
+        **summary(c)})
 
 
 def test_workers_sigkilled_mid_batch_embedded_nothing_lost_nothing_doubled(tmp_path):
@@ -445,14 +448,16 @@ def test_workers_sigkilled_mid_batch_embedded_nothing_lost_nothing_doubled(tmp_p
         c, settle = wait_settled(p, N_KILL_LEADS, len(load.to_convert))
         assert_exactly_once(c, N_KILL_LEADS, len(load.to_convert))
         assert inbox_via_api(p) == {r: c["leads_per_rep"][r] for r in REPS}
+        dead = all_dead_letters(p)
+        assert set(dead.values()) == {0}, dead
         assert not p.exited(), p.exited()
     assert all(x["in_flight"] > 0 for x in f.log), f"a kill hit with nothing in flight, proving nothing: {f.log}"
     record("faults-sigkill-embedded", {
         "title": f"Workers killed with SIGKILL in the middle of {N_KILL_LEADS:,} leads",
         "backend": "SQLite + embedded bus", "faults": f.log, "faults_injected": f.injected,
         "leads_posted": N_KILL_LEADS, "conversions": len(load.to_convert), "http_errors": len(load.errors),
-        "load_seconds": load.seconds, "settle_seconds": settle, "total_seconds": round(time.monotonic() - t_all, 1),
-        **summary(c)})
+        "load_seconds": load.seconds, "settle_seconds": settle, "dead_letters": dead,
+        "total_seconds": round(time.monotonic() - t_all, 1), **summary(c)})
 
 
 # -- 3. a service's database unreachable -------------------------------------------------------------
@@ -561,15 +566,21 @@ FIX_SQL = {"sqlite": ["DROP TRIGGER crm_poison"],
            "postgresql": ["DROP TRIGGER crm_poison ON customers", "DROP FUNCTION crm_poison()"]}
 
 
-def crm(p: Platform, *args: str) -> str:
-    r = subprocess.run([sys.executable, "-m", "crm_shared.cli", *args], env=p.service_env("sales"),
+def crm(p: Platform, *args: str, service: str = "sales") -> str:
+    r = subprocess.run([sys.executable, "-m", "crm_shared.cli", *args], env=p.service_env(service),
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     return r.stdout
 
 
-def dead_letters(p: Platform) -> list[dict]:
-    return [json.loads(line) for line in crm(p, "dead-letters", "list", "sales", "--json").splitlines() if line.strip()]
+def dead_letters(p: Platform, service: str = "sales") -> list[dict]:
+    """`crm dead-letters list SERVICE --json`, as an operator would ask."""
+    out = crm(p, "dead-letters", "list", service, "--json", service=service)
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def all_dead_letters(p: Platform) -> dict:
+    return {n: len(dead_letters(p, n)) for n in p.services}
 
 
 def test_poison_message_dead_lettered_rest_flow_replay_applies_once(platform_factory):
