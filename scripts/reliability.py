@@ -153,10 +153,10 @@ def hostile_section(d: dict) -> str:
 def generic_section(title: str, name: str, d: dict) -> str:
     rows = []
 
-    def walk(prefix, v):
-        if isinstance(v, dict) and v and len(rows) < 200:
+    def walk(prefix, v):  # nested objects as dotted names
+        if isinstance(v, dict) and v:
             for k, x in v.items():
-                walk(f"{prefix}{k}." if not isinstance(x, dict) else f"{prefix}{k}.", x)
+                walk(f"{prefix}{k}.", x)
         else:
             rows.append([prefix.rstrip("."), v])
     walk("", d)
