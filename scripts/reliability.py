@@ -46,7 +46,8 @@ def run_tests(results: Path, extra: list[str]) -> dict:
     results.mkdir(parents=True, exist_ok=True)
     for f in results.glob("*.json"):
         f.unlink()  # figures of an earlier run must not pass for this one's
-    argv = [sys.executable, "-m", "pytest", "-m", "reliability", "-q", f"--junitxml={results / JUNIT_FILE}", *extra]
+    argv = [sys.executable, "-m", "pytest", "-m", "reliability", "-q",
+            f"--junitxml={os.path.relpath(results / JUNIT_FILE, ROOT)}", *extra]
     env = dict(os.environ, CRM_RESULTS_DIR=str(results))
     info = C.machine_info()
     started = datetime.datetime.now(datetime.timezone.utc)
@@ -163,12 +164,19 @@ def generic_section(title: str, name: str, d: dict) -> str:
     return "\n".join([f"### {title}", "", f"From `{name}.json`.", "", table(["figure", "value"], rows), ""])
 
 
+ORDER = ("faults-rabbitmq", "faults-sigkill", "faults-database", "faults-poison")
+
+
+def _order(name: str) -> tuple:
+    return next((i for i, p in enumerate(ORDER) if name.startswith(p)), len(ORDER)), name
+
+
 def render(results: Path) -> str:
     files = sorted(p for p in results.glob("*.json") if p.name != RUN_FILE)
     data = {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in files}
     run_path = results / RUN_FILE
     run = json.loads(run_path.read_text(encoding="utf-8")) if run_path.exists() else {}
-    faults = {k: v for k, v in data.items() if k.startswith("faults-")}
+    faults = dict(sorted(((k, v) for k, v in data.items() if k.startswith("faults-")), key=lambda kv: _order(kv[0])))
     head = [
         "# Reliability",
         "",

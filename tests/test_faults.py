@@ -106,6 +106,10 @@ class Load:
         r = requests.post(L + "/v1/routing-rules", json={"priority": 1, "conditions": {"source": ["website"]},
                                                          "team_id": int(r.json()["id"])}, headers=MANAGER, timeout=30)
         assert r.status_code == 201, r.text
+        for rep in REPS:  # each rep takes new leads in the app only (the reps have no email address here)
+            r = requests.put(self.p.url("notify") + "/v1/preferences", json={"channels": {"lead.assigned": ["inbox"]}},
+                             headers=headers(rep, ["sales_rep"]), timeout=30)
+            assert r.status_code == 200, r.text
         return self
 
     def start(self) -> "Load":
@@ -471,7 +475,7 @@ def test_database_unreachable_503_then_recovers_by_itself(tmp_path, pg_urls):
     sales meanwhile wait in its queue. Restored, sales recovers without a restart (same processes)
     and applies every waiting event once."""
     from crm_shared.faults import TcpProxy
-    testing_need_rabbit()
+    need_rabbitmq()
     ns = "f" + uuid.uuid4().hex[:10]
     t_all = time.monotonic()
     try:
@@ -540,7 +544,7 @@ def test_database_unreachable_503_then_recovers_by_itself(tmp_path, pg_urls):
         "total_seconds": round(time.monotonic() - t_all, 1), **summary(c)})
 
 
-def testing_need_rabbit() -> None:
+def need_rabbitmq() -> None:
     if not _up(5672):
         if REQUIRE:
             pytest.fail("RabbitMQ is not reachable on 127.0.0.1:5672 (CRM_REQUIRE_SERVERS=1)")
