@@ -49,12 +49,12 @@ def run_tests(results: Path, extra: list[str]) -> dict:
     argv = [sys.executable, "-m", "pytest", "-m", "reliability", "-q",
             f"--junitxml={os.path.relpath(results / JUNIT_FILE, ROOT)}", *extra]
     env = dict(os.environ, CRM_RESULTS_DIR=str(results))
-    info = C.machine_info()
+    info, revision = C.machine_info(), git_revision()  # the code the tests ran, not what came after
     started = datetime.datetime.now(datetime.timezone.utc)
     t0 = time.monotonic()
     rc = subprocess.call(argv, cwd=ROOT, env=env)
     run = {"started": started.strftime("%Y-%m-%d %H:%M UTC"), "seconds": round(time.monotonic() - t0),
-           "exit_status": rc, "revision": git_revision(), "machine": info,
+           "exit_status": rc, "revision": revision, "machine": info,
            "load_end": " / ".join(f"{x:.2f}" for x in os.getloadavg()),
            "command": "make reliability" if os.environ.get("MAKELEVEL") else
            " ".join(["scripts/reliability.py", *sys.argv[1:]]),
