@@ -590,6 +590,48 @@ def test_gateway_upstreams_that_resolve_need_a_resolver_and_nginx_1_27_3(gateway
     assert version >= (1, 27, 3), "`resolve` in an upstream needs nginx 1.27.3 or later"
 
 
+def _mount_source(svc: dict, target: str) -> Path:
+    """The host path the gateway mounts at `target` (read-only)."""
+    for v in svc.get("volumes", []):
+        source, tgt, *mode = (v.split(":") if isinstance(v, str) else [v["source"], v["target"]] + (["ro"] if v.get("read_only") else []))
+        if tgt.rstrip("/") == target.rstrip("/"):
+            assert mode == ["ro"], f"{target} is mounted read-only"
+            return (ROOT / source).resolve()
+    raise AssertionError(f"the gateway mounts nothing at {target}")
+
+
+CONSOLES = ("sales", "backoffice", "service", "managers")
+
+
+def test_gateway_serves_the_consoles_from_the_mounted_frontends(gateway):
+    location = one(gateway["server"], "location", "/app/")
+    alias = one(location.block, "alias").args[0]
+    assert alias.endswith("/"), "`location /app/` with `alias` needs the trailing slash on both"
+    assert _mount_source(gateway["service"], alias) == (ROOT / "frontends").resolve()
+    assert one(location.block, "index").args == ["index.html"]
+    assert not find(location.block, "proxy_pass")
+    # ES modules load only with a JavaScript MIME type: the stock mime.types must be included
+    assert find(gateway["http"], "include", "/etc/nginx/mime.types")
+    for name in CONSOLES:
+        index = ROOT / "frontends" / name / "index.html"
+        assert index.is_file() and (ROOT / "frontends" / name / "app.js").is_file(), name
+        # the import map points into the shared library, which is under the same alias
+        imports = json.loads(re.search(r'<script type="importmap">(.*?)</script>', index.read_text(encoding="utf-8"), re.S).group(1))
+        for url in imports["imports"].values():
+            assert (index.parent / url).resolve().is_file(), f"{name}: {url}"
+
+
+def test_consoles_log_in_with_the_identity_provider_in_compose(gateway):
+    location = one(gateway["server"], "location", "=", "/app/config.json")
+    source = _mount_source(gateway["service"], one(location.block, "alias").args[0])
+    assert source == (ROOT / "deploy/gateway/consoles.json").resolve()
+    config = json.loads(source.read_text(encoding="utf-8"))
+    # compose is production-like: never the development user picker (and no /auth/dev-token route)
+    assert config["auth"] == "oidc"
+    assert urlsplit(config["oidc"]["issuer"]).scheme == "https" and config["oidc"]["client_id"]
+    assert not [d for d in find(gateway["server"], "location") if "/auth/" in " ".join(d.args)]
+
+
 # ---- Dockerfiles ---------------------------------------------------------------------------------
 
 class Instruction(NamedTuple):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from datetime import timedelta
@@ -132,6 +133,9 @@ def run(data_dir):
     platform.start()
     for name in platform.services:
         click.echo(f"{name:>13}: {platform.url(name)}/docs", err=True)
+    # the development gateway: consoles under /app/, services under /leads/ … (crm_shared/gateway.py)
+    gateway = subprocess.Popen([sys.executable, "-m", "crm_shared.gateway", *(
+        f"--upstream={n}={platform.url(n)}" for n in platform.services)], env=platform.env, start_new_session=True)
     stopping = False
 
     def stop(*_):
@@ -141,11 +145,14 @@ def run(data_dir):
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     while not stopping:
-        if platform.exited():
-            click.echo(f"{', '.join(platform.exited())}: stopping the platform", err=True)
+        down = platform.exited() + ([f"gateway (exit {gateway.returncode})"] if gateway.poll() is not None else [])
+        if down:
+            click.echo(f"{', '.join(down)}: stopping the platform", err=True)
             break
         time.sleep(0.3)
+    gateway.terminate()
     platform.stop()
+    gateway.wait(10)
     click.echo("platform stopped", err=True)
     sys.exit(0 if stopping else 1)
 
