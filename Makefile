@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SOURCES := shared/pyproject.toml $(wildcard services/*/pyproject.toml) requirements-dev.txt
 
-.PHONY: run test install bench clean screenshots chromium
+.PHONY: run test install bench reliability clean screenshots chromium
 
 $(STAMP): $(SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ screenshots: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+# the fault, end-to-end and hostile-input tests (pytest -m reliability), their figures rendered
+# into docs/RELIABILITY.md (JSON per test in var/reliability/)
+reliability: $(STAMP)
+	$(BIN)/python scripts/reliability.py
 
 clean:
 	rm -rf $(VENV) var
