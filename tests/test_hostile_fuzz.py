@@ -27,6 +27,8 @@ from schemathesis.specs.openapi import checks as oa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _hostile as h  # noqa: E402
+
+pytestmark = pytest.mark.reliability  # figures for docs/RELIABILITY.md (make reliability)
 import test_hostile_objects as objects  # noqa: E402
 
 REQUESTS = int(os.environ.get("FUZZ_REQUESTS", "2000"))

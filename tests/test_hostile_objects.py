@@ -15,6 +15,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _hostile as h  # noqa: E402
 
+pytestmark = pytest.mark.reliability  # figures for docs/RELIABILITY.md (make reliability)
+
 ADMIN = ("admin1", ("admin",), None)
 REP = ("rep1", ("sales_rep",), "east")
 MGR = ("mgr1", ("sales_manager",), "east")

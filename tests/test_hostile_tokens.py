@@ -17,6 +17,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _hostile as h  # noqa: E402
 
+pytestmark = pytest.mark.reliability  # figures for docs/RELIABILITY.md (make reliability)
+
 NOW = int(time.time())
 GOOD = {"sub": "u1", "name": "U1", "roles": ["admin"], "team": "east", "lang": "en", "iat": NOW, "exp": NOW + 3600}
 

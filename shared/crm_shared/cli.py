@@ -73,6 +73,63 @@ def dl_replay(service, ids):
     click.echo(f"replayed {n} message(s) into {service}")
 
 
+@main.group()
+def outbox():
+    """A producer's outbox: re-publish kept events to one consumer."""
+
+
+def _when(value):
+    from datetime import datetime, timezone
+    if value is None:
+        return None
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 time, e.g. 2026-11-23T02:00:00+00:00")
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+@outbox.command("republish")
+@click.argument("producer")
+@click.option("--to", "consumer", required=True, help="the one service whose queue receives the copies")
+@click.option("--since", default=None, help="only events created at or after this time (ISO 8601, UTC if no zone)")
+@click.option("--until", default=None, help="only events created before this time")
+@click.option("--type", "types", multiple=True, help="only these event types (default: every type the consumer "
+                                                     "consumes); repeat for several")
+@click.option("--dry-run", is_flag=True, help="count what would be sent, send nothing")
+def outbox_republish(producer, consumer, since, until, types, dry_run):
+    """Copy PRODUCER's published events (kept OUTBOX_RETENTION_DAYS) into CONSUMER's queue only,
+    in commit order. Runs with the producer's DATABASE_URL and BUS_URL; the consumer's inbox skips
+    the events it has already applied."""
+    from .events.catalogue import PRODUCERS
+    from .republish import consumed_types, republish
+    from .runtime import Runtime
+    if consumer not in services.installed() and consumer not in _catalogue_services():
+        raise click.BadParameter(f"unknown service {consumer!r}", param_hint="--to")
+    produced = [t for t, p in PRODUCERS.items() if p == producer]
+    wanted = consumed_types(consumer, produced)
+    if types:
+        unknown = sorted(set(types) - set(wanted))
+        if unknown:
+            raise click.BadParameter(f"{', '.join(unknown)}: not an event {producer} produces and {consumer} "
+                                     f"consumes ({', '.join(wanted) or 'none'})", param_hint="--type")
+        wanted = sorted(set(types))
+    if not wanted:
+        raise click.ClickException(f"{consumer} consumes no event {producer} produces")
+    rt = Runtime(services.load(producer), Settings.from_env(producer))
+    try:
+        n = republish(rt, rt.bus, consumer, wanted, _when(since), _when(until), dry_run=dry_run)
+    finally:
+        rt.close()
+    verb = "would send" if dry_run else "sent"
+    click.echo(f"{verb} {n} event(s) of {producer} ({', '.join(wanted)}) to {consumer}'s queue only")
+
+
+def _catalogue_services():
+    from .events.catalogue import SERVICES
+    return SERVICES
+
+
 @main.command()
 @click.argument("names", nargs=-1)
 def migrate(names):
@@ -125,32 +182,17 @@ def _gunicorn_argv(d, port, workers=None):
 def run(data_dir):
     """Run the whole platform on this machine: SQLite files and the embedded bus, no servers to
     install. Each service gets a web (gunicorn) and a worker process. Ctrl-C stops everything."""
-    from .bus import connect
-    from .migrations import upgrade
-    data_dir = os.path.abspath(data_dir)
-    os.makedirs(data_dir, exist_ok=True)
-    env = dict(os.environ, CRM_DATA_DIR=data_dir)
-    env.setdefault("BUS_URL", f"sqlite:///{data_dir}/bus.db")
-    names = services.installed()
-    if not names:
-        raise click.ClickException("no service is installed; run `make install` first")
-    for name in names:
-        d = services.load(name)
-        upgrade(d, Settings.from_env(name, env).database_url)
-    s = Settings.from_env("cli", env)
-    connect(s.bus_url, s.bus_namespace).declare_platform(s.retry_delays_ms)
-    procs: list[subprocess.Popen] = []
-    for name in names:
-        d = services.load(name)
-        metrics_dir = os.path.join(data_dir, "metrics", name)
-        os.makedirs(metrics_dir, exist_ok=True)
-        for f in os.listdir(metrics_dir):
-            os.remove(os.path.join(metrics_dir, f))
-        penv = dict(env, PROMETHEUS_MULTIPROC_DIR=metrics_dir)
-        procs.append(subprocess.Popen(_gunicorn_argv(d, d.port), env=penv, start_new_session=True))
-        procs.append(subprocess.Popen([sys.executable, "-m", "crm_shared.cli", "worker", name], env=penv,
-                                      start_new_session=True))
-        click.echo(f"{name:>13}: http://127.0.0.1:{d.port}/docs", err=True)
+    from .platform import Platform
+    try:
+        platform = Platform(data_dir)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc))
+    platform.start()
+    for name in platform.services:
+        click.echo(f"{name:>13}: {platform.url(name)}/docs", err=True)
+    # the development gateway: consoles under /app/, services under /leads/ … (crm_shared/gateway.py)
+    gateway = subprocess.Popen([sys.executable, "-m", "crm_shared.gateway", *(
+        f"--upstream={n}={platform.url(n)}" for n in platform.services)], env=platform.env, start_new_session=True)
     stopping = False
 
     def stop(*_):
@@ -160,19 +202,14 @@ def run(data_dir):
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     while not stopping:
-        if any(p.poll() is not None for p in procs):
-            click.echo("a process exited; stopping the platform", err=True)
+        down = platform.exited() + ([f"gateway (exit {gateway.returncode})"] if gateway.poll() is not None else [])
+        if down:
+            click.echo(f"{', '.join(down)}: stopping the platform", err=True)
             break
         time.sleep(0.3)
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    deadline = time.time() + 30
-    for p in procs:
-        try:
-            p.wait(max(0.1, deadline - time.time()))
-        except subprocess.TimeoutExpired:
-            p.kill()
+    gateway.terminate()
+    platform.stop()
+    gateway.wait(10)
     click.echo("platform stopped", err=True)
     sys.exit(0 if stopping else 1)
 

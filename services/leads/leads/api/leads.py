@@ -5,7 +5,7 @@ import json
 
 from flask.views import MethodView
 from flask_smorest import Blueprint
-from sqlalchemy import or_, select
+from sqlalchemy import and_, or_, select
 
 from crm_shared.csvsafe import csv_response
 from crm_shared.web.auth import require_roles
@@ -53,6 +53,10 @@ class Leads(MethodView):
         return out
 
 
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def _visible_query(session, a, args):
     q = select(leads)
     clause = access.visible_clause(session, a, include_pool=False)
@@ -61,9 +65,15 @@ def _visible_query(session, a, args):
     for f in ("status", "owner_id", "team_id", "source", "campaign_id", "tier", "province", "city", "industry"):
         if args.get(f) is not None:
             q = q.where(getattr(leads.c, f) == args[f])
+    if args.get("email_domain"):
+        domain = args["email_domain"].strip().lower()
+        # fallback for leads the previous release wrote without email_domain (dropped in the
+        # contract step, see migrations/versions/0003_lead_email_domain.py)
+        q = q.where(or_(leads.c.email_domain == domain,
+                        and_(leads.c.email_domain.is_(None), leads.c.email.like(f"%@{_escape(domain)}", escape="\\"))))
     if args.get("q"):
         # % and _ in the search are the characters themselves, not LIKE wildcards
-        like = "%" + args["q"].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        like = "%" + _escape(args["q"]) + "%"
         q = q.where(or_(leads.c.name.ilike(like, escape="\\"), leads.c.company.ilike(like, escape="\\")))
     return q
 

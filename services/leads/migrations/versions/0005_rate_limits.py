@@ -1,12 +1,12 @@
 """Per-client-address rate limits of the public endpoints (crm_shared.web.ratelimit).
 
-Revision ID: 0003
+Revision ID: 0005
 """
 from alembic import op
 import sqlalchemy as sa
 
-revision = "0003"
-down_revision = "0002"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
