@@ -20,10 +20,10 @@ NAMES = ["leads", "sales", "service-desk", "notify"]
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def make_app(name: str, tmp_path: Path, clock=None, **settings):
-    """The service's app exactly as `crm web` builds it, on SQLite and the embedded bus."""
+def make_app(name: str, tmp_path: Path, clock=None, url: str | None = None, **settings):
+    """The service's app exactly as `crm web` builds it, on SQLite (or `url`) and the embedded bus."""
     d = services.load(name)
-    url = f"sqlite:///{tmp_path}/{name}.db"
+    url = url or f"sqlite:///{tmp_path}/{name}.db"
     upgrade(d, url)
     module = importlib.import_module(d.wsgi.split(":")[0].rsplit(".", 1)[0] + ".app")
     return module.create_app(demo_settings(name, url, f"sqlite:///{tmp_path}/bus-{name}.db", "hostile", **settings),

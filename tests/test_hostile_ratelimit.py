@@ -84,10 +84,10 @@ def test_behind_a_trusted_proxy_the_forwarded_client_counts(tmp_path, monkeypatc
         h.close(app)
 
 
-def test_one_limit_across_worker_processes(tmp_path):
-    """Two apps on one database stand for two gunicorn workers (or two replicas on PostgreSQL)."""
+def test_one_limit_across_worker_processes(tmp_path, database_url):
+    """Two apps on one database stand for two gunicorn workers (or, on PostgreSQL, two replicas)."""
     clock = FrozenClock(T0)
-    apps = [h.make_app("leads", tmp_path, clock=clock, extra={"LEADS_INTAKE_RATE_LIMIT": "4/minute"})
+    apps = [h.make_app("leads", tmp_path, clock=clock, url=database_url, extra={"LEADS_INTAKE_RATE_LIMIT": "4/minute"})
             for _ in range(2)]
     try:
         first = h.Client(apps[0])
