@@ -362,9 +362,16 @@ class Faults:
     def at(self, fraction: float) -> dict:
         """Wait until that share of the leads is in; the deliveries in flight at that moment."""
         self.load.wait_posted(int(self.load.n * fraction))
-        c = ledger(self.p)
-        return {"at_lead": self.load.posted, "in_flight": c["lost"] + c["unpublished"],
-                "t": round(time.monotonic() - self.t0, 1)}
+        # on an idle machine the workers keep up and the queues are often empty: wait (a little)
+        # for a moment with deliveries in flight, so the fault interrupts work rather than nothing
+        deadline = time.monotonic() + 20
+        while True:
+            c = ledger(self.p)
+            in_flight = c["lost"] + c["unpublished"]
+            if in_flight > 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.02)
+        return {"at_lead": self.load.posted, "in_flight": in_flight, "t": round(time.monotonic() - self.t0, 1)}
 
     def kill_workers(self, fraction: float, names: tuple[str, ...], down_seconds: float = 1.0) -> None:
         point = self.at(fraction)
