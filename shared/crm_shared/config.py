@@ -34,6 +34,7 @@ class Settings:
     delivery_limit: int = 20
     max_body_bytes: int = 2 * 1024 * 1024
     log_level: str = "INFO"
+    clock_file: str | None = None  # development/tests: the shared, movable clock (crm_shared.clock.FileClock)
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -59,12 +60,15 @@ class Settings:
             delivery_limit=int(e.get("BUS_DELIVERY_LIMIT", "20")),
             max_body_bytes=int(e.get("MAX_BODY_BYTES", str(2 * 1024 * 1024))),
             log_level=e.get("LOG_LEVEL", "INFO"),
+            clock_file=e.get("CRM_CLOCK_FILE") or None,
         )
         return replace(s, **overrides) if overrides else s
 
     def check(self) -> None:
         """Refuse settings that must never reach production."""
         if self.env == "production":
+            if self.clock_file:
+                raise RuntimeError("CRM_ENV=production refuses CRM_CLOCK_FILE: the movable clock is for development and tests")
             if not self.jwks_url and (not self.jwt_secret or self.jwt_secret == DEV_JWT_SECRET or len(self.jwt_secret) < 32):
                 raise RuntimeError(
                     "CRM_ENV=production refuses the development JWT secret: set CRM_JWKS_URL "

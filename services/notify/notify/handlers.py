@@ -68,6 +68,15 @@ def _reason_of(event_type: str, p: dict) -> str | None:
     return None
 
 
+def _links(runtime, event_type: str, p: dict) -> dict:
+    """Links the messages of an event carry: the customer's survey link on a resolved ticket."""
+    if event_type == "ticket.resolved" and p.get("csat_token"):
+        from urllib.parse import quote
+        from .config import config_of
+        return {"csat_url": config_of(runtime).csat_url.replace("{token}", quote(str(p["csat_token"]), safe=""))}
+    return {}
+
+
 def handle(uow, env, payload: dict) -> None:
     s = uow.session
     if env.type in ("customer.created", "customer.updated"):
@@ -75,7 +84,7 @@ def handle(uow, env, payload: dict) -> None:
     store.cancel(s, _reasons_gone(env.type, payload), f"cancelled: {env.type} {env.id}")
     planner = Planner(s, uow.runtime.clock.now())
     reason = _reason_of(env.type, payload)
-    planner.plan_subscriptions(env, payload, reason)
+    planner.plan_subscriptions(env, payload, reason, _links(uow.runtime, env.type, payload))
     planner.plan_webhooks(env, payload, reason)
     if env.type == "lead.followed_up":
         planner.follow_up_reminder(env, payload)

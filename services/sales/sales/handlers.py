@@ -21,9 +21,12 @@ def lead_converted(uow, env, p):
         return  # this lead was converted before (a repeated event with another id)
     now = _now(uow)
     contact = p.get("contact") or {}
+    # leads' `team_id` is its own row id; the team every other service (and the tokens) knows is
+    # `team_code` (older events without it: the id, as before)
+    team = p["team_code"] if "team_code" in p else p.get("team_id")
     data = {"name": p.get("company") or p.get("name") or contact.get("name") or f"Lead {p['lead_id']}",
             "company": p.get("company"), "phone": contact.get("phone"), "email": contact.get("email"),
-            "owner_id": p["owner_id"], "team_id": p.get("team_id"), "lead_id": p["lead_id"],
+            "owner_id": p["owner_id"], "team_id": team, "lead_id": p["lead_id"],
             "campaign_id": p.get("campaign_id"), "province": p.get("province"), "city": p.get("city"),
             "industry": p.get("industry"), "birthday": p.get("birthday"), "language": p.get("language"),
             "contacts": [contact] if contact else []}
@@ -33,7 +36,7 @@ def lead_converted(uow, env, p):
     if row is None:
         row = customers.create(uow, data, now=now, source="lead", check_duplicates=False)
     pipeline.create(s, customer_id=row.id, name=p["opportunity_name"], amount=p.get("expected_amount"),
-                    currency=p.get("currency"), owner_id=p["owner_id"], team_id=p.get("team_id"),
+                    currency=p.get("currency"), owner_id=p["owner_id"], team_id=team,
                     lead_id=p["lead_id"], now=now)
 
 
