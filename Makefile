@@ -2,13 +2,14 @@
 #   make run    create the virtual environment, install, migrate, start all four services
 #               on SQLite files and the embedded bus (Ctrl-C stops everything)
 #   make test   run every test
+#   make demo   load sample data into the platform `make run` started (in another terminal)
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SOURCES := shared/pyproject.toml $(wildcard services/*/pyproject.toml) requirements-dev.txt
 
-.PHONY: run test install bench clean
+.PHONY: run test install bench clean demo
 
 $(STAMP): $(SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +23,9 @@ install: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/crm run
+
+demo: $(STAMP)
+	$(BIN)/crm demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -289,6 +289,13 @@ def step6_complaint_csat_churn_risk(f: Flow) -> None:
     f.told(f.rep, "customer.updated", customer_id=cid)
     f.mailed(f.rep.email, "流失风险|Churn risk")
     f.complaint = ticket
+    # on the phone the customer mentioned a new need: the agent passes it on, the owner gets a lead
+    api.post(AGENT, "service-desk", f"/v1/tickets/{ticket['id']}/referral",
+             {"note": "想增加 10 个坐席并开通数据分析模块", "customer_name": "王建国"}, expect=(201, 202))
+    referral = wait_for(lambda: [x for x in api.get(f.rep, "leads", "/v1/leads")["items"] if x["source"] == "referral"],
+                        WAIT, what="the referral lead")[0]
+    assert referral["owner_id"] == f.rep.id and referral["referrer_customer_id"] == cid
+    f.told(f.rep, "lead.assigned", lead_id=referral["id"])
 
 
 def step7_overdue_payment_and_renewal(f: Flow) -> None:

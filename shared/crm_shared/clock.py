@@ -12,6 +12,7 @@ import json
 import os
 import tempfile
 import threading
+import time
 from datetime import datetime, timedelta, timezone
 
 
@@ -70,7 +71,7 @@ def write_offset(path: str, seconds: float) -> None:
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".clock-")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump({"offset_seconds": float(seconds)}, f)
+        json.dump({"offset_seconds": float(seconds), "written_at_ns": time.time_ns()}, f)
     os.replace(tmp, path)
 
 
@@ -113,9 +114,16 @@ class FileClock(Clock):
         return datetime.now(timezone.utc) + timedelta(seconds=self._current())
 
     def epoch(self):
-        """Every write of the file is a new epoch, even one that keeps the offset (`nudge`)."""
-        self._current()
-        return self._stamp
+        """Every write of the file is a new epoch, even one that keeps the offset (`nudge`): the
+        file says when it was written. Read in full each time (the scheduler asks once a tick)."""
+        try:
+            with open(self.path, "rb") as f:
+                raw = f.read()
+        except FileNotFoundError:
+            return None
+        with self._lock:
+            self._stamp = None  # the next reading of the time re-reads the offset too
+        return raw
 
 
 def clock_from_settings(settings) -> Clock:

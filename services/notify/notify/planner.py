@@ -109,12 +109,20 @@ class Planner:
             for rid in self.recipients_of(sub, payload):
                 if actor and rid == actor and not sub.critical:
                     continue  # nobody needs telling what they did themselves
-                allowed = CUSTOMER_CHANNELS if rid.startswith("customer:") else PERSON_CHANNELS
+                allowed = self._customer_channels(rid) if rid.startswith("customer:") else PERSON_CHANNELS
                 for channel in sub.channels:
                     if channel in allowed:
                         self.add(event_id=env.id, event_type=env.type, recipient=rid, channel=channel,
                                  template=sub.template, context=context, critical=sub.critical,
                                  reason_key=reason_key)
+
+    def _customer_channels(self, rid: str) -> tuple[str, ...]:
+        """A customer is written to only where we have their address (an unknown customer, or one
+        without email, is no failure: there is just nothing to send)."""
+        rec = self._person(rid)[0]
+        if rec is None:
+            return ()
+        return tuple(c for c, field in (("email", "email"), ("sms", "mobile")) if getattr(rec, field, None))
 
     def plan_webhooks(self, env, payload: dict, reason_key: str | None):
         context = dict(payload, event_type=env.type, event_id=env.id)

@@ -236,6 +236,7 @@ class _Ticket(Schema):
     subject = S(allow_none=True)
     assignee_id = Id(allow_none=True)
     owner_id = Id(allow_none=True)  # the customer's account owner, when known
+    status = S(allow_none=True)  # the ticket's status after this event (new, open, pending, resolved, closed)
 
 
 REGISTRY.register("ticket.created")(type("TicketCreated", (_Ticket,), {}))
