@@ -66,3 +66,22 @@ def test_a_churn_acted_on_does_not_pull_the_lead_back_again(env):
     assert got["status"] != "pooled" and got["owner_id"] == "rep2"
     deliver(env, "customer.churned", churned, at=env.clock.now())  # a newer churn is a new win-back
     assert env.client.get(f"/v1/leads/{lead['id']}", headers=env.admin()).json["status"] == "pooled"
+
+
+def test_lead_events_name_the_team_by_its_code(lite):
+    """Other services know a team by the tokens' `team` claim (the team's code), not by this
+    service's row id: lead events carry both, and a rep's own lead converts into the rep's team."""
+    team_id = lite.team([{"user_id": "rep1", "name": "Rep One"}], code="east")
+    lead = lite.post("/v1/leads", {"phone": "13800138000", "name": "Routed"}, lite.admin()).json
+    assigned = lite.events("lead.assigned")[-1]["payload"]
+    assert (assigned["team_id"], assigned["team_code"], assigned["owner_id"]) == (str(team_id), "east", "rep1")
+    own = lite.post("/v1/leads", {"phone": "13900139000", "name": "Own"}, lite.rep("rep2", team="west")).json
+    for x in (lead, own):
+        owner = x["owner_id"]
+        headers = lite.rep(owner, team="east" if owner == "rep1" else "west")
+        assert lite.post(f"/v1/leads/{x['id']}/follow-ups", {"channel": "call"}, headers).status_code == 201
+        assert lite.post(f"/v1/leads/{x['id']}/status", {"status": "qualified"}, headers).status_code == 200
+        assert lite.post(f"/v1/leads/{x['id']}/convert", {"opportunity_name": "Deal"}, headers).status_code == 200
+    converted = {e["payload"]["name"]: e["payload"] for e in lite.events("lead.converted")}
+    assert converted["Routed"]["team_code"] == "east"
+    assert converted["Own"]["team_id"] is None and converted["Own"]["team_code"] == "west"
