@@ -103,3 +103,22 @@ def test_the_customer_recipient_keeps_the_newest_revision(env, order):
     row = _customer_row(env)
     assert (row.name, row.email, row.owner_id, row.language, row.revision) == (
         "New", "new@acme.example", "rep2", "en", 2)
+
+
+def test_one_reminder_per_waiting_step_whoever_reminds_first(env):
+    env.recipient("gm1", roles=["general_manager"])
+    req = {**REQUEST, "approval_id": "A9", "approver_role": "general_manager", "approver_team": None}
+    env.publish("approval.requested", req)
+    # sales' reminder comes before ours: it goes out, ours is cancelled, none is scheduled anew
+    e = env.publish("approval.requested", {**req, "reminder": True})
+    assert recipients_of(env, e.id) == ["gm1"]
+    assert {r.status for r in env.deliveries(event_type="reminder.approval")} == {"cancelled"}
+    # ours went out first (another step): sales' reminder is not sent to people again
+    req2 = {**req, "step": 2}
+    env.publish("approval.requested", req2)
+    env.clock.advance(days=4)
+    env.send_due()
+    assert {r.status for r in env.deliveries(event_type="reminder.approval", channel="inbox")
+            if r.reason_key == "approval:A9:2"} == {"sent"}
+    e = env.publish("approval.requested", {**req2, "reminder": True})
+    assert env.deliveries(event_id=e.id) == []
