@@ -148,10 +148,14 @@ def _clock_file() -> str:
 def demo(url_base):
     """Load sample data (Chinese and English) into a running platform through its APIs and walk it
     through the whole flow: leads, customers, quotes in approval, contracts, orders, tickets, inbox."""
+    import requests
     from .demo import run_demo, urls_from_base
     try:
         run_demo(urls_from_base(url_base), echo=lambda m: click.echo(m, err=True))
-    except Exception as exc:  # noqa: BLE001 - a platform not running, or refusing: say so plainly
+    except requests.ConnectionError as exc:
+        raise click.ClickException(f"cannot reach the platform ({exc.request.url if exc.request else url_base}): "
+                                   "start it first with `make run`")
+    except Exception as exc:  # noqa: BLE001 - a platform refusing: say so plainly
         raise click.ClickException(f"the demo stopped: {exc}")
 
 

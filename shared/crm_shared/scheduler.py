@@ -2,8 +2,9 @@
 
 Jobs read the time from the runtime's clock and must be idempotent: the scheduler may run a job
 again after a crash, and runs every job at once when the shared development clock is moved
-(`Clock.epoch` changes), so a month moved forward shows its overdue payments within a second. On PostgreSQL a job holds an advisory lock while it runs, so two workers of
-one service never run the same job at once."""
+(`Clock.epoch` changes), so a month moved forward shows its overdue payments within a second.
+On PostgreSQL a job holds an advisory lock while it runs, so two workers of one service never run
+the same job at once."""
 from __future__ import annotations
 
 import logging
@@ -67,7 +68,7 @@ class Scheduler:
             moved = self._epoch()
             if moved != epoch:  # the time was moved by hand: whatever fell due meanwhile runs now
                 epoch = moved
-                log.info("clock moved, running every job", extra={"epoch": moved})
+                log.info("clock moved, running every job")
                 for job in self.jobs:
                     self._next[job.name] = now
             for job in self.jobs:
