@@ -5,6 +5,8 @@ import pytest
 from crm_shared.demo import ADMIN, PEOPLE, Api, run_demo
 
 
+pytestmark = pytest.mark.slow
+
 @pytest.mark.parametrize("platform_factory", ["embedded"], indirect=True)
 def test_the_demo_loads_the_whole_flow(platform_factory):
     p = platform_factory()
