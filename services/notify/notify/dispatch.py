@@ -17,6 +17,8 @@ from datetime import timedelta
 
 from sqlalchemy import and_, func, or_, select, update
 
+from crm_shared import tracing
+
 from . import models as m
 from . import store
 from .channels import ChannelDown, SendError
@@ -94,12 +96,20 @@ def _run_channel(rt, rows) -> None:
             _release(rt, row, down)
             continue
         try:
-            _deliver(rt, row)
+            # continues the trace of the event that planned it (a no-op when tracing is off)
+            with tracing.span_from(rt.name, f"notify deliver {row.channel}", row.trace_context,
+                                   **{"crm.delivery_id": int(row.id), "crm.event_type": row.event_type}):
+                _deliver(rt, row)
         except ChannelDown as exc:
             down = str(exc)
         except Exception:  # noqa: BLE001 - one bad row must not stop the others
             log.exception("delivery failed unexpectedly", extra={"delivery_id": row.id})
             _release(rt, row, "internal error, will be tried again")
+
+
+def topic_of(event_type: str) -> str:
+    """What an inbox item is about: the event type's first word (lead, ticket, reminder ...)."""
+    return event_type.split(".", 1)[0][:40]
 
 
 def _release(rt, row, why: str) -> None:
@@ -187,7 +197,7 @@ def _to_inbox(rt, row, now) -> None:
         s = uow.session
         stmt = store.insert_ignore(s, m.inbox_items).values(
             user_id=row.recipient, delivery_id=row.id, event_id=row.event_id, event_type=row.event_type,
-            title=row.subject or row.event_type, body=row.body or "", refs=row.payload or {}, created_at=now)
+            topic=topic_of(row.event_type), title=row.subject or row.event_type, body=row.body or "", refs=row.payload or {}, created_at=now)
         s.execute(stmt.on_conflict_do_nothing())
         s.execute(m.delivery_attempts.insert().values(delivery_id=row.id, attempt=row.attempts + 1, at=now, ok=True,
                                                       error=None, duration_ms=0))
