@@ -23,14 +23,14 @@ def test_the_demo_loads_the_whole_flow(platform_factory):
     quotes = {q["status"] for q in api.get(ADMIN, "sales", "/v1/quotes")}
     assert {"approved", "pending_approval"} <= quotes
     # the quote in approval waits in the east sales manager's list
-    assert api.get(PEOPLE["m.zhang"], "sales", "/v1/approvals")
+    assert api.get(PEOPLE["mgr-wang"], "sales", "/v1/approvals")
     contracts = {c["status"] for c in api.get(ADMIN, "sales", "/v1/contracts")}
     assert {"active", "expiring"} <= contracts
-    orders = {o["status"] for o in api.get(PEOPLE["ops.zhao"], "sales", "/v1/orders")}
+    orders = {o["status"] for o in api.get(PEOPLE["ops-zhang"], "sales", "/v1/orders")}
     assert orders == {"fulfilled", "submitted"}
-    tickets = api.get(PEOPLE["s.he"], "service-desk", "/v1/tickets", params={"limit": 200})
+    tickets = api.get(PEOPLE["sup-zhao"], "service-desk", "/v1/tickets", params={"limit": 200})
     assert {t["type"] for t in tickets} == {"onboarding", "complaint", "inquiry"}
-    aging = api.get(PEOPLE["f.zhou"], "sales", "/v1/reports/receivables-aging")
+    aging = api.get(PEOPLE["fin-chen"], "sales", "/v1/reports/receivables-aging")
     assert aging["total"]["1_30"] == "40000.00"
     inbox_types = {i["event_type"] for u in PEOPLE.values() for i in api.get(u, "notify", "/v1/inbox")["items"]}
     assert {"lead.assigned", "lead.duplicate_hit", "approval.requested", "approval.decided", "contract.signed",

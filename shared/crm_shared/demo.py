@@ -89,30 +89,33 @@ def wait_for(fetch, timeout: float = 30.0, interval: float = 0.2, what: str = "i
 
 # -- the demo ------------------------------------------------------------------------------------
 
-ADMIN = User("admin", "系统管理员", ("admin",), email="admin@demo.crm.local")
+# The cast: the same ids and names as the consoles' development user picker
+# (frontends/common/dev-users.json), so picking 李雷 at http://127.0.0.1:8080/app/ shows his demo
+# leads, customers and inbox; plus an English-speaking rep and a second team in the north.
+ADMIN = User("admin", "Admin", ("admin",), lang="en", email="admin@demo.crm.local")
 STAFF = (
     ADMIN,
-    User("m.zhang", "张伟", ("sales_manager",), "east", email="zhang.wei@demo.crm.local", mobile="+8613700000001"),
-    User("r.li", "李娜", ("sales_rep",), "east", email="li.na@demo.crm.local", mobile="+8613700000002"),
-    User("r.wang", "王强", ("sales_rep",), "east", email="wang.qiang@demo.crm.local", mobile="+8613700000003"),
-    User("r.smith", "John Smith", ("sales_rep",), "east", "en", email="john.smith@demo.crm.local"),
-    User("m.brown", "Emma Brown", ("sales_manager",), "north", "en", email="emma.brown@demo.crm.local"),
-    User("r.liu", "刘涛", ("sales_rep",), "north", email="liu.tao@demo.crm.local"),
-    User("r.garcia", "Maria Garcia", ("sales_rep",), "north", "en", email="maria.garcia@demo.crm.local"),
-    User("gm.chen", "陈刚", ("general_manager",), email="chen.gang@demo.crm.local"),
-    User("f.zhou", "周静", ("finance",), email="zhou.jing@demo.crm.local"),
-    User("ops.zhao", "赵磊", ("ops",), email="zhao.lei@demo.crm.local"),
-    User("a.sun", "孙丽", ("service_agent",), email="sun.li@demo.crm.local"),
-    User("a.wu", "David Wu", ("service_agent",), lang="en", email="david.wu@demo.crm.local"),
-    User("s.he", "何敏", ("service_supervisor",), email="he.min@demo.crm.local"),
+    User("mgr-wang", "王强", ("sales_manager",), "east", email="wang.qiang@demo.crm.local", mobile="+8613700000001"),
+    User("rep-li", "李雷", ("sales_rep",), "east", email="li.lei@demo.crm.local", mobile="+8613700000002"),
+    User("rep-han", "韩梅梅", ("sales_rep",), "east", email="han.meimei@demo.crm.local", mobile="+8613700000003"),
+    User("rep-smith", "John Smith", ("sales_rep",), "east", "en", email="john.smith@demo.crm.local"),
+    User("mgr-brown", "Emma Brown", ("sales_manager",), "north", "en", email="emma.brown@demo.crm.local"),
+    User("rep-gao", "高峰", ("sales_rep",), "north", email="gao.feng@demo.crm.local"),
+    User("rep-garcia", "Maria Garcia", ("sales_rep",), "north", "en", email="maria.garcia@demo.crm.local"),
+    User("gm-zhou", "周敏", ("general_manager", "service_supervisor"), email="zhou.min@demo.crm.local"),
+    User("fin-chen", "陈静", ("finance",), email="chen.jing@demo.crm.local"),
+    User("ops-zhang", "张伟", ("ops",), email="zhang.wei@demo.crm.local"),
+    User("agent-sun", "孙丽", ("service_agent",), email="sun.li@demo.crm.local"),
+    User("agent-liu", "刘洋", ("service_agent",), email="liu.yang@demo.crm.local"),
+    User("sup-zhao", "赵军", ("service_supervisor",), email="zhao.jun@demo.crm.local"),
 )
 PEOPLE = {u.id: u for u in STAFF}
 
 TEAMS = [
     {"name": "华东销售一组", "code": "east", "strategy": "round_robin", "provinces": ["上海", "江苏", "浙江"],
-     "members": ["r.li", "r.wang", "r.smith"]},
+     "members": ["rep-li", "rep-han", "rep-smith"]},
     {"name": "North China Sales", "code": "north", "strategy": "least_loaded", "provinces": ["北京", "天津", "河北"],
-     "members": ["r.liu", "r.garcia"]},
+     "members": ["rep-gao", "rep-garcia"]},
 ]
 
 PRODUCTS = [("CRM-PRO", "CRM 专业版（年）/ CRM Professional (year)", "60000.00"),
@@ -180,12 +183,12 @@ class Demo:
         for sku, name, price in PRODUCTS:
             api.post(ADMIN, "sales", "/v1/products", {"sku": sku, "name": name, "list_price": price, "currency": "CNY"},
                      expect=201)
-        api.post(ADMIN, "service-desk", "/v1/agents", {"user_id": "a.sun", "name": "孙丽",
+        api.post(ADMIN, "service-desk", "/v1/agents", {"user_id": "agent-sun", "name": "孙丽",
                                                        "skills": ["complaints", "onboarding", "inquiries"]}, expect=201)
-        api.post(ADMIN, "service-desk", "/v1/agents", {"user_id": "a.wu", "name": "David Wu",
+        api.post(ADMIN, "service-desk", "/v1/agents", {"user_id": "agent-liu", "name": "刘洋",
                                                        "skills": ["incidents", "inquiries", "onboarding"]}, expect=201)
         for queue in ("complaints", "incidents", "onboarding"):
-            api.put(ADMIN, "service-desk", f"/v1/queues/{queue}", {"supervisor_id": "s.he"})
+            api.put(ADMIN, "service-desk", f"/v1/queues/{queue}", {"supervisor_id": "sup-zhao"})
 
     def leads(self) -> dict[str, dict]:
         api = self.api
@@ -194,7 +197,7 @@ class Demo:
                 "name": name, "company": company, "phone": phone, "email": mail, "province": province, "city": city,
                 "industry": industry}, expect=202)
         # a rep's own contact from an exhibition, and a campaign lead entered by hand
-        api.post(PEOPLE["r.li"], "leads", "/v1/leads", {
+        api.post(PEOPLE["rep-li"], "leads", "/v1/leads", {
             "name": "吴磊", "company": "宁波海天物流有限公司", "phone": "13586661234", "province": "浙江",
             "city": "宁波", "industry": "物流", "source": "exhibition", "note": "上海物流展现场交换名片"}, expect=201)
 
@@ -204,7 +207,7 @@ class Demo:
         leads = self.wait(all_in, "the leads to be routed")
         self.made["leads"] = sorted(leads)
         # the customer calls again, the number written differently: the rep sees whose lead it is
-        other = api.post(PEOPLE["r.smith"], "leads", "/v1/leads", {
+        other = api.post(PEOPLE["rep-smith"], "leads", "/v1/leads", {
             "name": "王先生", "phone": "+86 138-1234-5678", "source": "phone_in"}, expect=409)
         self.note("duplicates", f"{other['matched_on']} -> lead {other['duplicate_of']} ({other['owner_name']})")
         return leads
@@ -233,8 +236,8 @@ class Demo:
     def approve_all(self, quote: dict, owner: User) -> None:
         api = self.api
         approval_id = quote["approvals"][-1]["id"]
-        for step, who in enumerate((PEOPLE[f"m.{'zhang' if owner.team == 'east' else 'brown'}"], PEOPLE["gm.chen"],
-                                    PEOPLE["f.zhou"]), 1):
+        for step, who in enumerate((PEOPLE["mgr-wang" if owner.team == "east" else "mgr-brown"],
+                                    PEOPLE["gm-zhou"], PEOPLE["fin-chen"]), 1):
             api.post(who, "sales", f"/v1/approvals/{approval_id}/decision", {
                 "decision": "approve", "step": step, "comment": "同意 / approved"})
 
@@ -248,7 +251,7 @@ class Demo:
         return c
 
     def order_of(self, contract: dict) -> dict:
-        ops = PEOPLE["ops.zhao"]
+        ops = PEOPLE["ops-zhang"]
         return self.wait(lambda: [o for o in self.api.get(ops, "sales", "/v1/orders")
                                   if str(o["contract_id"]) == str(contract["id"])], "the order")[0]
 
@@ -280,7 +283,7 @@ class Demo:
                            today + timedelta(days=364), [(today + timedelta(days=10), "55000.00"),
                                                          (today + timedelta(days=180), "55000.00")])
         order = self.order_of(k1)
-        ops = PEOPLE["ops.zhao"]
+        ops = PEOPLE["ops-zhang"]
         api.post(ops, "sales", f"/v1/orders/{order['id']}/start")
         api.post(ops, "sales", f"/v1/orders/{order['id']}/fulfil", {"note": "已开通 2 个专业版租户，已录入 ERP"})
         self.note("orders", f"{order['id']} fulfilled")
@@ -288,13 +291,13 @@ class Demo:
         start = today - timedelta(days=345)
         k3 = self.contract(blue, q3, start, today + timedelta(days=19),
                            [(start + timedelta(days=30), "37000.00"), (today - timedelta(days=12), "40000.00")])
-        api.post(PEOPLE["f.zhou"], "sales", f"/v1/contracts/{k3['id']}/payments", {
+        api.post(PEOPLE["fin-chen"], "sales", f"/v1/contracts/{k3['id']}/payments", {
             "amount": "37000.00", "paid_on": str(start + timedelta(days=28)), "reference": "DEMO-BANK-0001"}, expect=201)
         self.note("orders", f"{self.order_of(k3)['id']} waiting for back office")
         self.echo("tickets ...")
-        desk = PEOPLE["a.sun"]
+        desk = PEOPLE["agent-sun"]
         cust = str(mingyuan["customer"]["id"])
-        onboarding = self.wait(lambda: api.get(PEOPLE["s.he"], "service-desk", "/v1/tickets",
+        onboarding = self.wait(lambda: api.get(PEOPLE["sup-zhao"], "service-desk", "/v1/tickets",
                                                params={"customer_id": cust, "type": "onboarding"}), "the onboarding ticket")
         self.note("tickets", f"{onboarding[0]['id']} onboarding ({onboarding[0]['status']})")
         complaint = api.post(desk, "service-desk", "/v1/tickets", {
@@ -303,12 +306,12 @@ class Demo:
         api.post(desk, "service-desk", f"/v1/tickets/{complaint['id']}/comments", {
             "body": "已定位为单点登录配置问题，正在修复。", "public": True}, expect=201)
         self.note("tickets", f"{complaint['id']} complaint (open)")
-        inquiry = api.post(PEOPLE["a.wu"], "service-desk", "/v1/tickets", {
+        inquiry = api.post(PEOPLE["agent-liu"], "service-desk", "/v1/tickets", {
             "customer_id": str(blue["customer"]["id"]), "type": "inquiry", "priority": "normal",
             "subject": "How do we export the monthly report?", "channel": "email"}, expect=201)
-        api.post(PEOPLE["a.wu"], "service-desk", f"/v1/tickets/{inquiry['id']}/comments", {
+        api.post(PEOPLE["agent-liu"], "service-desk", f"/v1/tickets/{inquiry['id']}/comments", {
             "body": "Reports > Monthly > Export (CSV or Excel).", "public": True}, expect=201)
-        api.post(PEOPLE["a.wu"], "service-desk", f"/v1/tickets/{inquiry['id']}/status", {"status": "resolved"})
+        api.post(PEOPLE["agent-liu"], "service-desk", f"/v1/tickets/{inquiry['id']}/status", {"status": "resolved"})
         self.note("tickets", f"{inquiry['id']} inquiry (resolved; the survey goes to the customer)")
         if self.clock_file and os.path.isdir(os.path.dirname(os.path.abspath(self.clock_file))):
             from .clock import nudge
@@ -338,7 +341,7 @@ def run_demo(urls: dict[str, str], echo=print, clock_file: str | None = None, ti
             echo(f"{kind:>10}: " + "; ".join(map(str, values)))
     if "inbox_unread" in made:
         echo(f"{'inboxes':>10}: " + ", ".join(f"{PEOPLE[k].name} {v}" for k, v in made["inbox_unread"].items()))
-        echo(f"done in {made['seconds']} s. Look around as someone, e.g. the rep 李娜:\n"
-             f"  TOKEN=$(.venv/bin/crm token --user r.li --name 李娜 --role sales_rep --team east)\n"
+        echo(f"done in {made['seconds']} s. Look around as someone, e.g. the rep 李雷 (or pick him in the consoles, http://127.0.0.1:8080/app/):\n"
+             f"  TOKEN=$(.venv/bin/crm token --user rep-li --name 李雷 --role sales_rep --team east)\n"
              f"  curl -H \"Authorization: Bearer $TOKEN\" {urls['notify']}/v1/inbox")
     return made
