@@ -9,7 +9,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SOURCES := shared/pyproject.toml $(wildcard services/*/pyproject.toml) requirements-dev.txt
 
+<<<<<<< HEAD
 .PHONY: run test install bench clean screenshots chromium demo
+=======
+.PHONY: run test install bench reliability clean screenshots chromium
+>>>>>>> main
 
 $(STAMP): $(SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +51,11 @@ screenshots: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+# the fault, end-to-end and hostile-input tests (pytest -m reliability), their figures rendered
+# into docs/RELIABILITY.md (JSON per test in var/reliability/)
+reliability: $(STAMP)
+	$(BIN)/python scripts/reliability.py
 
 clean:
 	rm -rf $(VENV) var

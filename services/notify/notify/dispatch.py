@@ -30,7 +30,6 @@ from .config import config_of
 from .domain.rules import next_retry, quiet_until, sms_parts, utc
 
 log = logging.getLogger(__name__)
-LEASE = timedelta(minutes=5)
 MAX_THREADS = 8
 
 
@@ -64,7 +63,8 @@ def claim(rt, limit: int) -> list:
         ids = [r.id for r in uow.session.execute(q)]
         if not ids:
             return []
-        uow.session.execute(update(d).where(d.c.id.in_(ids)).values(status="sending", lease_until=now + LEASE))
+        lease = timedelta(seconds=config_of(rt).dispatch_lease_seconds)
+        uow.session.execute(update(d).where(d.c.id.in_(ids)).values(status="sending", lease_until=now + lease))
         rows = uow.session.execute(select(d).where(d.c.id.in_(ids)).order_by(d.c.due_at, d.c.id)).all()
         uow.commit()
     return rows
@@ -93,7 +93,9 @@ def _run_channel(rt, rows) -> None:
     down = None
     for row in rows:
         if down is not None:
-            _release(rt, row, down)
+            # wait as long as the row that found the channel down: left due now, the rows of a
+            # channel that is down would fill every claim and starve the channels that work
+            _release(rt, row, down, delay=timedelta(seconds=config_of(rt).retry_base_seconds))
             continue
         try:
             # continues the trace of the event that planned it (a no-op when tracing is off)
@@ -112,11 +114,15 @@ def topic_of(event_type: str) -> str:
     return event_type.split(".", 1)[0][:40]
 
 
-def _release(rt, row, why: str) -> None:
-    """Back to pending without counting a try (the channel was down before this row's turn)."""
+def _release(rt, row, why: str, delay: timedelta | None = None) -> None:
+    """Back to pending without counting a try (the channel was down before this row's turn),
+    due again after `delay`."""
+    values = dict(status="pending", lease_until=None, note=f"waiting: {why}"[:500])
+    if delay is not None:
+        values["due_at"] = rt.clock.now() + delay
     with rt.uow() as uow:
         uow.session.execute(update(m.deliveries).where(m.deliveries.c.id == row.id, m.deliveries.c.status == "sending")
-                            .values(status="pending", lease_until=None, note=f"waiting: {why}"[:500]))
+                            .values(**values))
         uow.commit()
 
 
