@@ -9,11 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SOURCES := shared/pyproject.toml $(wildcard services/*/pyproject.toml) requirements-dev.txt
 
-<<<<<<< HEAD
-.PHONY: run test install bench clean screenshots chromium demo
-=======
-.PHONY: run test install bench reliability clean screenshots chromium
->>>>>>> main
+.PHONY: run test install bench reliability clean screenshots chromium demo
 
 $(STAMP): $(SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -29,7 +29,7 @@ from crm_shared.demo import Api, User, wait_for
 from crm_shared.events.catalogue import CONSUMERS
 from crm_shared.platform import free_port
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.reliability]  # its counts go into docs/RELIABILITY.md
 
 ADMIN = User("admin", "系统管理员", ("admin",), email="admin@crm.example.cn")
 MANAGER = User("m.zhang", "张伟", ("sales_manager",), "east", email="zhang.wei@crm.example.cn")
