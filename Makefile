@@ -2,13 +2,14 @@
 #   make run    create the virtual environment, install, migrate, start all four services
 #               on SQLite files and the embedded bus (Ctrl-C stops everything)
 #   make test   run every test
+#   make demo   load sample data into the platform `make run` started (in another terminal)
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SOURCES := shared/pyproject.toml $(wildcard services/*/pyproject.toml) requirements-dev.txt
 
-.PHONY: run test install bench fuzz reliability clean screenshots chromium
+.PHONY: run test install bench fuzz reliability clean screenshots chromium demo
 
 $(STAMP): $(SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -34,6 +35,9 @@ chromium:
 
 run: $(STAMP)
 	$(BIN)/crm run
+
+demo: $(STAMP)
+	$(BIN)/crm demo
 
 test: $(STAMP) chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

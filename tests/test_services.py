@@ -37,6 +37,9 @@ def test_handlers_and_publications_agree_with_the_catalogue(name):
     for event_type in d.publishes:
         REGISTRY.latest(event_type)
         assert PRODUCERS[event_type] == name, f"{event_type} is produced by {PRODUCERS[event_type]}, not {name}"
+    for event_type, consumers in CONSUMERS.items():
+        if name in consumers:  # a bound type nobody handles fills the queue and is thrown away
+            assert event_type in d.handlers, f"the catalogue binds {event_type} to {name}, which has no handler"
 
 
 @pytest.mark.parametrize("name", NAMES)

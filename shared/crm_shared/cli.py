@@ -177,6 +177,46 @@ def _gunicorn_argv(d, port, workers=None):
             "--access-logfile", "-", "--name", f"crm-{d.name}", d.wsgi]
 
 
+@main.command("clock")
+@click.option("--days", type=float, default=0.0, help="move the shared clock forward by this many days")
+@click.option("--hours", type=float, default=0.0)
+@click.option("--reset", is_flag=True, help="back to the real time")
+@click.option("--run-jobs", is_flag=True, help="leave the time as it is, but make every worker run its jobs now")
+def clock_cmd(days, hours, reset, run_jobs):
+    """Show or move the shared development clock (CRM_CLOCK_FILE; refused with CRM_ENV=production).
+    Every process of the platform reads it; the workers run their jobs at once when it moves."""
+    from . import clock
+    if os.environ.get("CRM_ENV", "development") == "production":
+        raise click.ClickException("the movable clock is refused with CRM_ENV=production")
+    path = _clock_file()
+    offset = 0.0 if reset else clock.read_offset(path) + timedelta(days=days, hours=hours).total_seconds()
+    if reset or days or hours or run_jobs:
+        clock.write_offset(path, offset)
+    click.echo(f"{clock.FileClock(path).now().isoformat()} (offset {timedelta(seconds=offset)}, {path})")
+
+
+def _clock_file() -> str:
+    """CRM_CLOCK_FILE, or the one `crm run` gives its processes: $CRM_DATA_DIR/clock.json."""
+    return os.environ.get("CRM_CLOCK_FILE") or os.path.join(os.environ.get("CRM_DATA_DIR", "var"), "clock.json")
+
+
+@main.command()
+@click.option("--url-base", default="http://127.0.0.1", show_default=True,
+              help="where the services of `make run` listen (each on its own port)")
+def demo(url_base):
+    """Load sample data (Chinese and English) into a running platform through its APIs and walk it
+    through the whole flow: leads, customers, quotes in approval, contracts, orders, tickets, inbox."""
+    import requests
+    from .demo import run_demo, urls_from_base
+    try:
+        run_demo(urls_from_base(url_base), echo=lambda m: click.echo(m, err=True))
+    except requests.ConnectionError as exc:
+        raise click.ClickException(f"cannot reach the platform ({exc.request.url if exc.request else url_base}): "
+                                   "start it first with `make run`")
+    except Exception as exc:  # noqa: BLE001 - a platform refusing: say so plainly
+        raise click.ClickException(f"the demo stopped: {exc}")
+
+
 @main.command()
 @click.option("--data-dir", default=lambda: os.environ.get("CRM_DATA_DIR", "var"), show_default="var")
 def run(data_dir):

@@ -40,6 +40,7 @@ class Settings:
     inbox_retention_days: float = 30
     max_body_bytes: int = 2 * 1024 * 1024
     log_level: str = "INFO"
+    clock_file: str | None = None  # development/tests: the shared, movable clock (crm_shared.clock.FileClock)
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -68,6 +69,7 @@ class Settings:
             outbox_retention_days=float(e.get("OUTBOX_RETENTION_DAYS", "7")),
             inbox_retention_days=float(e.get("INBOX_RETENTION_DAYS", "30")),
             log_level=e.get("LOG_LEVEL", "INFO"),
+            clock_file=e.get("CRM_CLOCK_FILE") or None,
         )
         return replace(s, **overrides) if overrides else s
 
@@ -80,6 +82,8 @@ class Settings:
             raise RuntimeError("INBOX_RETENTION_DAYS must be longer than OUTBOX_RETENTION_DAYS "
                                "(or 0: keep the inbox for ever)")
         if self.env == "production":
+            if self.clock_file:
+                raise RuntimeError("CRM_ENV=production refuses CRM_CLOCK_FILE: the movable clock is for development and tests")
             if not self.jwks_url and (not self.jwt_secret or self.jwt_secret == DEV_JWT_SECRET or len(self.jwt_secret) < 32):
                 raise RuntimeError(
                     "CRM_ENV=production refuses the development JWT secret: set CRM_JWKS_URL "

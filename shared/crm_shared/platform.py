@@ -63,6 +63,9 @@ class Platform:
         self.env.setdefault("BUS_URL", f"sqlite:///{self.data_dir}/bus.db")
         if namespace:
             self.env["BUS_NAMESPACE"] = namespace
+        if self.env.get("CRM_ENV", "development") != "production":
+            # the shared, movable development clock (`crm clock`); real time until someone moves it
+            self.env.setdefault("CRM_CLOCK_FILE", os.path.join(self.data_dir, "clock.json"))
         if web_workers:
             self.env["WEB_CONCURRENCY"] = str(web_workers)
         self.env.pop("DATABASE_URL", None)  # each service gets its own below
@@ -77,6 +80,8 @@ class Platform:
                     else free_port() if ports == "free" else d.port)
             url = urls.get(name) or Settings.from_env(name, self.env).database_url
             self.services[name] = _Service(name, port, url)
+        if "service-desk" in self.services:  # notify's survey links point at this platform's service desk
+            self.env.setdefault("NOTIFY_CSAT_URL", self.url("service-desk") + "/v1/csat/{token}")
 
     # -- what to reach ---------------------------------------------------------------------------
     def url(self, name: str) -> str:
@@ -85,6 +90,10 @@ class Platform:
     @property
     def bus_url(self) -> str:
         return self.env["BUS_URL"]
+
+    @property
+    def clock_file(self) -> str | None:
+        return self.env.get("CRM_CLOCK_FILE")
 
     @property
     def namespace(self) -> str:

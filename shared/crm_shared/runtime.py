@@ -8,7 +8,7 @@ from sqlalchemy import Table
 
 from . import db
 from .bus import Bus, connect
-from .clock import Clock
+from .clock import Clock, clock_from_settings
 from .config import Settings
 from .service import ServiceDefinition
 
@@ -19,7 +19,7 @@ class Runtime:
         self.definition = definition
         self.settings = settings
         self.name = definition.name
-        self.clock = clock or Clock()
+        self.clock = clock or clock_from_settings(settings)
         self.engine = db.make_engine(settings.database_url)
         self.session_factory = db.make_session_factory(self.engine)
         self.outbox: Table = definition.metadata.tables["outbox"]

@@ -97,4 +97,6 @@ def test_referral_becomes_a_lead_for_the_account_owner(env):
     assert len(items) == 1
     assert items[0]["source"] == "referral" and items[0]["referrer_customer_id"] == "cu1"
     assert "analytics" in items[0]["note"] and items[0]["owner_id"] == "rep7"
-    assert [e["type"] for e in env.events()] == ["lead.created"]
+    assert [e["type"] for e in env.events()] == ["lead.created", "lead.assigned"]  # the owner is told
+    assigned = env.events("lead.assigned")[0]["payload"]
+    assert assigned["owner_id"] == "rep7" and assigned["lead_id"] == items[0]["id"]

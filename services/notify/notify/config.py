@@ -18,6 +18,7 @@ from `Settings.extra` (tests set it explicitly) over the environment.
 | NOTIFY_HOLIDAYS | built-in (Spring Festival, Mid-Autumn, National Day) | JSON {key: {"name": {"zh-CN":..,"en":..}, "dates": [..] or "every_year": "MM-DD"}} |
 | NOTIFY_SSE_MAX_SECONDS / NOTIFY_SSE_POLL_SECONDS / NOTIFY_SSE_HEARTBEAT_SECONDS | 25 / 1 / 10 | the inbox stream (25 s stays under gunicorn's 30 s worker timeout; raise it with threaded workers) |
 | NOTIFY_DISPATCH_BATCH | 200 | deliveries claimed per dispatch run |
+| NOTIFY_CSAT_URL | http://127.0.0.1:8003/v1/csat/{token} | the satisfaction survey link sent to the customer when a ticket is resolved (`{token}` is replaced) |
 | NOTIFY_DISPATCH_LEASE_SECONDS | 300 | how long a claimed delivery stays claimed: after a worker crash its claimed messages go out when this has passed |
 """
 from __future__ import annotations
@@ -64,6 +65,7 @@ class NotifyConfig:
     sse_poll_seconds: float
     sse_heartbeat_seconds: float
     dispatch_batch: int
+    csat_url: str = "http://127.0.0.1:8003/v1/csat/{token}"
     dispatch_lease_seconds: float = 300.0
 
     @classmethod
@@ -91,6 +93,7 @@ class NotifyConfig:
             sse_poll_seconds=float(g("NOTIFY_SSE_POLL_SECONDS", 1)),
             sse_heartbeat_seconds=float(g("NOTIFY_SSE_HEARTBEAT_SECONDS", 10)),
             dispatch_batch=int(g("NOTIFY_DISPATCH_BATCH", 200)),
+            csat_url=g("NOTIFY_CSAT_URL") or "http://127.0.0.1:8003/v1/csat/{token}",
             dispatch_lease_seconds=float(g("NOTIFY_DISPATCH_LEASE_SECONDS", 300)),
         )
 

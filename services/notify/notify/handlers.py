@@ -69,6 +69,29 @@ def _reason_of(event_type: str, p: dict) -> str | None:
     return None
 
 
+def _links(runtime, event_type: str, p: dict) -> dict:
+    """Links the messages of an event carry: the customer's survey link on a resolved ticket."""
+    if event_type == "ticket.resolved" and p.get("csat_token"):
+        from urllib.parse import quote
+        from .config import config_of
+        return {"csat_url": config_of(runtime).csat_url.replace("{token}", quote(str(p["csat_token"]), safe=""))}
+    return {}
+
+
+def _sales_reminder(s, env, payload: dict) -> bool:
+    """Sales re-sends `approval.requested` with `reminder: true` when a step has waited past its
+    policy's limit, and notify schedules a reminder of its own after a business day: one reminder is
+    enough. Sales' takes the place of ours while ours still waits; if ours went out already, the
+    approver has been reminded and sales' is not sent to people again. True: skip the people."""
+    key = f"approval:{payload['approval_id']}:{payload['step']}"
+    d = m.deliveries
+    sent = s.execute(select(d.c.id).where(d.c.reason_key == key, d.c.kind == "reminder", d.c.status == "sent")
+                     .limit(1)).first()
+    s.execute(update(d).where(d.c.reason_key == key, d.c.kind == "reminder", d.c.status.in_(("pending", "digest")))
+              .values(status="cancelled", note=f"cancelled: sales reminded ({env.id})"))
+    return sent is not None
+
+
 def handle(uow, env, payload: dict) -> None:
     s = uow.session
     if env.type in ("customer.created", "customer.updated"):
@@ -76,11 +99,13 @@ def handle(uow, env, payload: dict) -> None:
     store.cancel(s, _reasons_gone(env.type, payload), f"cancelled: {env.type} {env.id}")
     planner = Planner(s, uow.runtime.clock.now())
     reason = _reason_of(env.type, payload)
-    planner.plan_subscriptions(env, payload, reason)
+    reminded = env.type == "approval.requested" and bool(payload.get("reminder"))
+    if not (reminded and _sales_reminder(s, env, payload)):
+        planner.plan_subscriptions(env, payload, reason, _links(uow.runtime, env.type, payload))
     planner.plan_webhooks(env, payload, reason)
     if env.type == "lead.followed_up":
         planner.follow_up_reminder(env, payload)
-    elif env.type == "approval.requested":
+    elif env.type == "approval.requested" and not reminded:
         planner.approval_reminder(env, payload)
     trace = tracing.current_context(uow.runtime.name)  # None unless tracing is on
     if trace:

@@ -53,7 +53,7 @@ subscriptions = Table(
     "subscriptions", metadata,
     Column("id", _Id, primary_key=True, autoincrement=True),
     Column("event_type", String(100), nullable=False),
-    Column("recipient_kind", String(20), nullable=False),  # field | role | team_manager | customer | user
+    Column("recipient_kind", String(20), nullable=False),  # field | role | team_manager | customer | user | approvers
     Column("recipient_value", String(100), nullable=True),
     Column("channels", JSON, nullable=False),
     Column("template", String(100), nullable=False),

@@ -87,16 +87,21 @@ class Planner:
         if kind == "role":
             return store.users_with_role(self.s, value)
         if kind == "team_manager":
-            return store.team_managers(self.s, payload.get("team_id"))
+            # lead events: `team_code` is the team as users' tokens name it (`team_id` is leads' row id)
+            team = payload["team_code"] if "team_code" in payload else payload.get("team_id")
+            return store.team_managers(self.s, team)
         if kind == "customer":
             cid = payload.get("customer_id")
             return [f"customer:{cid}"] if cid else []
         if kind == "user":
             return [value] if value else []
+        if kind == "approvers":
+            return store.approvers(self.s, payload)
         return []
 
-    def plan_subscriptions(self, env, payload: dict, reason_key: str | None):
-        context = dict(payload, event_type=env.type, event_id=env.id)
+    def plan_subscriptions(self, env, payload: dict, reason_key: str | None, extra: dict | None = None):
+        """`extra`: values the templates may use besides the payload (e.g. the survey link)."""
+        context = dict(payload, **(extra or {}), event_type=env.type, event_id=env.id)
         actor = payload.get("by_user_id")
         for sub in sorted(store.subscriptions_for(self.s, env.type), key=lambda s: not s.critical):
             if not sub.enabled or not matches(sub.condition, payload):
@@ -104,12 +109,20 @@ class Planner:
             for rid in self.recipients_of(sub, payload):
                 if actor and rid == actor and not sub.critical:
                     continue  # nobody needs telling what they did themselves
-                allowed = CUSTOMER_CHANNELS if rid.startswith("customer:") else PERSON_CHANNELS
+                allowed = self._customer_channels(rid) if rid.startswith("customer:") else PERSON_CHANNELS
                 for channel in sub.channels:
                     if channel in allowed:
                         self.add(event_id=env.id, event_type=env.type, recipient=rid, channel=channel,
                                  template=sub.template, context=context, critical=sub.critical,
                                  reason_key=reason_key)
+
+    def _customer_channels(self, rid: str) -> tuple[str, ...]:
+        """A customer is written to only where we have their address (an unknown customer, or one
+        without email, is no failure: there is just nothing to send)."""
+        rec = self._person(rid)[0]
+        if rec is None:
+            return ()
+        return tuple(c for c, field in (("email", "email"), ("sms", "mobile")) if getattr(rec, field, None))
 
     def plan_webhooks(self, env, payload: dict, reason_key: str | None):
         context = dict(payload, event_type=env.type, event_id=env.id)
@@ -137,7 +150,7 @@ class Planner:
             asked = datetime.fromisoformat(env.occurred_at)
         except (TypeError, ValueError):
             asked = self.now
-        for approver in payload.get("approver_ids") or []:
+        for approver in store.approvers(self.s, payload):
             rec = store.recipient(self.s, approver)
             due = add_business_day(asked, rec.timezone if rec is not None else None)
             for channel in defaults.APPROVAL_REMINDER_CHANNELS:

@@ -13,7 +13,7 @@ from .domain.rules import LANGUAGES, valid_zone
 
 CHANNELS = ("inbox", "email", "sms")
 WEBHOOK_KINDS = ("webhook", "wecom", "dingtalk", "feishu")
-RECIPIENT_KINDS = ("field", "role", "team_manager", "customer", "user")
+RECIPIENT_KINDS = ("field", "role", "team_manager", "customer", "user", "approvers")
 HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 
 
@@ -46,7 +46,9 @@ class SubscriptionIn(Schema):
     recipient_kind = Text(required=True, validate=validate.OneOf(RECIPIENT_KINDS),
                           metadata={"description": "field: a user id field of the payload (owner_id, approver_ids...); "
                                                    "role: every user with the role; team_manager: the managers of the "
-                                                   "payload's team_id; customer: the payload's customer; user: one user"})
+                                                   "payload's team; customer: the payload's customer; user: one user; approvers: "
+                                                   "an approval step's named approvers, else the holders of its role "
+                                                   "(of its team, for a team-scoped role)"})
     recipient_value = Text(load_default=None, allow_none=True, max_length=100)
     channels = fields.List(Text(validate=validate.OneOf(CHANNELS)), required=True, validate=validate.Length(1, 3))
     template = Text(load_default=None, allow_none=True, max_length=100)

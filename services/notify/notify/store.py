@@ -39,6 +39,20 @@ def team_managers(session, team_id: str | None) -> list[str]:
     return sorted(out)
 
 
+def approvers(session, payload: dict) -> list[str]:
+    """Who decides an approval step: its named approvers, or else every user holding its role (a
+    team-scoped role such as sales_manager: only in `approver_team`), never the requester. Sales
+    knows roles, not people: the recipients directory is where roles meet users."""
+    named = [str(x) for x in payload.get("approver_ids") or [] if x]
+    if named:
+        ids = named
+    elif payload.get("approver_role"):
+        ids = users_with_role(session, payload["approver_role"], payload.get("approver_team") or None)
+    else:
+        ids = []
+    return [i for i in ids if i != payload.get("requester_id")]
+
+
 def preference(session, user_id: str):
     return session.execute(select(m.preferences).where(m.preferences.c.user_id == user_id)).first()
 

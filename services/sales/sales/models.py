@@ -244,6 +244,7 @@ customer_tickets = Table(  # a read model of service-desk tickets, for the custo
     Column("status", String(20), nullable=False),
     Column("opened_at", TS),
     Column("resolved_at", TS),
+    Column("last_event_at", TS),  # occurred_at of the newest event applied (older ones change no status)
 )
 
 exchange_rates = Table(

@@ -55,8 +55,11 @@ class Api:
         envs = [json.loads(r) for r in rows]
         return [e for e in envs if event_type is None or e["type"] == event_type]
 
-    def deliver(self, event_type: str, payload: dict, event_id: str | None = None):
-        env = Envelope(type=event_type, payload=payload, producer="leads", **({"id": event_id} if event_id else {}))
+    def deliver(self, event_type: str, payload: dict, event_id: str | None = None, occurred_at: str | None = None):
+        extra = {"id": event_id} if event_id else {}
+        if occurred_at:
+            extra["occurred_at"] = occurred_at
+        env = Envelope(type=event_type, payload=payload, producer="leads", **extra)
         d = Dispatcher(self.runtime, SERVICE.handlers)
         return d(Delivery(env.id, env.type, env.to_json().encode(), 0))
 

@@ -84,14 +84,16 @@ def test_ticket_events_keep_the_customer_health(api):
     api.deliver("lead.converted", converted())
     cid = str(api.get("/v1/customers", ADMIN).json[0]["id"])
     base = {"customer_id": cid, "priority": "high", "queue": "q"}
-    api.deliver("ticket.created", {**base, "ticket_id": "T1", "type": "complaint"})
-    api.deliver("ticket.created", {**base, "ticket_id": "T2", "type": "inquiry"})
-    api.deliver("ticket.resolved", {**base, "ticket_id": "T3", "type": "incident"})  # out of order: never open
-    api.deliver("ticket.assigned", {**base, "ticket_id": "T1", "type": "complaint", "assignee_id": "a1"})
+    at = lambda minute: f"2026-11-23T10:{minute:02d}:00+00:00"  # noqa: E731 - when each event happened
+    api.deliver("ticket.created", {**base, "ticket_id": "T1", "type": "complaint"}, occurred_at=at(1))
+    api.deliver("ticket.created", {**base, "ticket_id": "T2", "type": "inquiry"}, occurred_at=at(2))
+    api.deliver("ticket.resolved", {**base, "ticket_id": "T3", "type": "incident"}, occurred_at=at(9))  # first seen
+    api.deliver("ticket.assigned", {**base, "ticket_id": "T1", "type": "complaint", "assignee_id": "a1"},
+                occurred_at=at(3))
     body = api.get(f"/v1/customers/{cid}", REP).json
     assert (body["open_tickets"], body["open_complaints"]) == (2, 1)
-    api.deliver("ticket.resolved", {**base, "ticket_id": "T1", "type": "complaint"})
-    api.deliver("ticket.created", {**base, "ticket_id": "T3", "type": "incident"})  # late: stays resolved
+    api.deliver("ticket.resolved", {**base, "ticket_id": "T1", "type": "complaint"}, occurred_at=at(5))
+    api.deliver("ticket.created", {**base, "ticket_id": "T3", "type": "incident"}, occurred_at=at(4))  # late: stays resolved
     body = api.get(f"/v1/customers/{cid}", REP).json
     assert (body["open_tickets"], body["open_complaints"]) == (1, 0)
     assert api.deliver("ticket.created", {**base, "customer_id": "nope", "ticket_id": "T9", "type": "x"})[0] \

@@ -33,7 +33,7 @@ customer_contracts = Table(
     "customer_contracts", metadata,
     Column("contract_id", Id, primary_key=True),
     Column("customer_id", Id, nullable=False, index=True),
-    Column("status", String(20), nullable=False),  # active, expiring, terminated
+    Column("status", String(20), nullable=False),  # active, expiring, renewed, terminated
     Column("amount", String(40), nullable=True),
     Column("currency", String(3), nullable=True),
     Column("start_date", Date, nullable=True),

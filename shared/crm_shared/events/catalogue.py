@@ -18,7 +18,8 @@ def _money(**kw):
 class _Lead(Schema):
     lead_id = Id(required=True)
     owner_id = Id(allow_none=True)
-    team_id = Id(allow_none=True)
+    team_id = Id(allow_none=True)  # the leads service's own team row id
+    team_code = S(allow_none=True)  # the team as every other service knows it (the tokens' `team` claim)
     name = S(allow_none=True)
     company = S(allow_none=True)
     source = S(allow_none=True)
@@ -111,6 +112,8 @@ class _Customer(Schema):
     language = S(allow_none=True)
     timezone = S(allow_none=True)
     churn_risk = fields.Boolean(allow_none=True)
+    churn_reason = S(allow_none=True)
+    churn_risk_raised = fields.Boolean(allow_none=True)  # true on the one update that set the flag
     revision = fields.Integer(allow_none=True)  # lets read models ignore stale updates
 
 
@@ -233,6 +236,7 @@ class _Ticket(Schema):
     subject = S(allow_none=True)
     assignee_id = Id(allow_none=True)
     owner_id = Id(allow_none=True)  # the customer's account owner, when known
+    status = S(allow_none=True)  # the ticket's status after this event (new, open, pending, resolved, closed)
 
 
 REGISTRY.register("ticket.created")(type("TicketCreated", (_Ticket,), {}))
@@ -295,7 +299,7 @@ CONSUMERS: dict[str, tuple[str, ...]] = {
     "contract.expiring": ("notify", "service-desk"),
     "contract.renewed": ("notify", "service-desk"),
     "contract.terminated": ("notify", "service-desk"),
-    "order.submitted": ("notify", "service-desk"),
+    "order.submitted": ("notify",),  # back office is told; the service desk waits for the fulfilment
     "order.fulfilled": ("notify", "service-desk"),
     "payment.received": ("notify",),
     "payment.overdue": ("notify",),

@@ -5,10 +5,10 @@ from decimal import Decimal
 
 from sqlalchemy import select, update
 
-from ..models import contracts, customers, lead_keys, leads
+from ..models import contracts, customers, lead_history, lead_keys, leads
 from . import intake, normalise
 from .actor import SYSTEM
-from .records import get, history, remember_user
+from .records import event_fields, get, history, remember_user
 from .util import insert_for
 
 
@@ -54,7 +54,8 @@ def contract_signed(uow, p: dict, now) -> None:
         contract_id=p["contract_id"], lead_id=lead["id"] if lead else None, campaign_id=campaign_id,
         source=lead["source"] if lead else None, amount=Decimal(p["amount"]), currency=p["currency"],
         signed_on=p.get("signed_on"), recorded_at=now).on_conflict_do_nothing()
-    s.execute(stmt)
+    if s.execute(stmt.returning(contracts.c.contract_id)).first() is None:
+        return  # this contract was recorded before (the event again, under another id)
     if lead is not None:
         s.execute(update(leads).where(leads.c.id == lead["id"]).values(won_at=now, customer_id=p["customer_id"],
                                                                        updated_at=now))
@@ -72,6 +73,9 @@ def customer_churned(uow, p: dict, now) -> None:
                                                               lead_keys.c.lead_id.is_not(None))).scalar()
     row = get(s, lead_id) if lead_id is not None else None
     reason = f"win-back: customer {p['customer_id']} churned ({p['reason']})"
+    if row is not None and s.execute(select(lead_history.c.id).where(
+            lead_history.c.lead_id == row["id"], lead_history.c.kind == "win_back", lead_history.c.at >= now)).first():
+        return  # this churn (or a later one) was acted on already: a late or repeated event changes nothing
     if row is not None:
         s.execute(update(leads).where(leads.c.id == row["id"]).values(
             status="pooled", stage="new", owner_id=None, owner_name=None, pooled_at=now, warned_for=None, locked=False,
@@ -101,6 +105,10 @@ def referral_spotted(uow, p: dict, now) -> None:
     owner = p.get("owner_id")
     if owner:
         remember_user(uow.session, owner, None)
-        intake.create(uow, data, SYSTEM, now, owner=(owner, None), claim_keys=False, prepared=True)
+        created = intake.create(uow, data, SYSTEM, now, owner=(owner, None), claim_keys=False, prepared=True)
+        # the account owner is told of the new lead like of any lead given to them
+        uow.emit("lead.assigned", {**event_fields(created.lead, uow.session), "previous_owner_id": None,
+                                   "reason": "auto", "by_user_id": None},
+                 aggregate_type="lead", aggregate_id=created.lead["id"])
     else:
         intake.create(uow, data, SYSTEM, now, claim_keys=False, prepared=True)

@@ -100,7 +100,7 @@ def record_duplicate(uow, dup: Duplicate, actor, source: str | None, now) -> Non
     history(session, dup.lead_id, "duplicate_hit", now, actor, reason=f"matched on {dup.matched_on}"
             + (f" (source {source})" if source else ""))
     row = get(session, dup.lead_id)
-    uow.emit("lead.duplicate_hit", {**event_fields(row), "matched_on": dup.matched_on,
+    uow.emit("lead.duplicate_hit", {**event_fields(row, uow.session), "matched_on": dup.matched_on,
                                     "attempted_by": getattr(actor, "id", None), "attempted_source": source},
              aggregate_type="lead", aggregate_id=dup.lead_id)
 
@@ -163,9 +163,9 @@ def create(uow, data: dict, actor, now, *, owner: tuple[str, str | None] | None 
     else:
         entries.append(dict(kind="pooled", reason="no matching rule" if team_id is None else "nobody in the team is free"))
     history_many(session, lead_id, now, actor, entries)
-    uow.emit("lead.created", {**event_fields(row), "status": row["status"]}, aggregate_type="lead", aggregate_id=lead_id)
+    uow.emit("lead.created", {**event_fields(row, uow.session), "status": row["status"]}, aggregate_type="lead", aggregate_id=lead_id)
     if reason == "auto":
-        uow.emit("lead.assigned", {**event_fields(row), "previous_owner_id": None, "reason": "auto",
+        uow.emit("lead.assigned", {**event_fields(row, uow.session), "previous_owner_id": None, "reason": "auto",
                                    "by_user_id": None}, aggregate_type="lead", aggregate_id=lead_id)
     return Created(dict(row))
 
@@ -204,6 +204,7 @@ def create_many(uow, items: list[dict], actor, now, weights: dict) -> list:
             key_rows).all()}
     out: list = [None] * n
     history_rows = []
+    codes: dict = {}  # team id -> code, looked up once per chunk
     for k, (row, keys) in enumerate(zip(created, keys_of)):
         if any(key not in got for key in keys):
             session.execute(delete(lead_keys).where(lead_keys.c.lead_id == row["id"]))
@@ -218,10 +219,11 @@ def create_many(uow, items: list[dict], actor, now, weights: dict) -> list:
                             if row["owner_id"] else
                             dict(lead_id=row["id"], kind="pooled", reason="no matching rule" if row["team_id"] is None
                                  else "nobody in the team is free"))
-        uow.emit("lead.created", {**event_fields(row), "status": row["status"]}, aggregate_type="lead",
+        fields = event_fields(row, session, codes)
+        uow.emit("lead.created", {**fields, "status": row["status"]}, aggregate_type="lead",
                  aggregate_id=row["id"])
         if row["owner_id"]:
-            uow.emit("lead.assigned", {**event_fields(row), "previous_owner_id": None, "reason": "auto",
+            uow.emit("lead.assigned", {**fields, "previous_owner_id": None, "reason": "auto",
                                        "by_user_id": None}, aggregate_type="lead", aggregate_id=row["id"])
     if history_rows:
         session.execute(lead_history.insert(), [{"at": now, "actor_id": getattr(actor, "id", None),

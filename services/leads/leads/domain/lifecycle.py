@@ -11,7 +11,7 @@ from ..models import follow_ups, lead_keys, leads
 from . import access, normalise, scoring
 from .errors import Conflict, Forbidden, Invalid
 from .intake import find_duplicate, prepare
-from .records import event_fields, get, history
+from .records import event_fields, get, history, team_code
 
 TRANSITIONS = {
     "new": {"contacted", "disqualified"},
@@ -54,7 +54,7 @@ def follow_up(uow, lead_id, actor, data: dict, now) -> dict:
     session.execute(update(leads).where(leads.c.id == row["id"]).values(**values))
     history(session, row["id"], "followed_up", now, actor, reason=f"{data['channel']}: {data.get('outcome') or ''}".strip(": "))
     new = get(session, row["id"])
-    uow.emit("lead.followed_up", {**event_fields(new), "follow_up_id": str(fid), "channel": data["channel"],
+    uow.emit("lead.followed_up", {**event_fields(new, uow.session), "follow_up_id": str(fid), "channel": data["channel"],
                                   "next_follow_up_at": data.get("next_follow_up_at")},
              aggregate_type="lead", aggregate_id=row["id"])
     return {"id": fid, "lead_id": row["id"], "author_id": actor.id, "created_at": now, **data}
@@ -84,7 +84,7 @@ def disqualify(uow, lead_id, actor, reason: str, now) -> dict:
         status="disqualified", stage="disqualified", disqualify_reason=reason, updated_at=now, locked=False))
     history(session, row["id"], "disqualified", now, actor, reason=reason)
     new = get(session, row["id"])
-    uow.emit("lead.disqualified", {**event_fields(new), "reason": reason}, aggregate_type="lead", aggregate_id=row["id"])
+    uow.emit("lead.disqualified", {**event_fields(new, uow.session), "reason": reason}, aggregate_type="lead", aggregate_id=row["id"])
     return dict(new)
 
 
@@ -97,7 +97,9 @@ def convert(uow, lead_id, actor, data: dict, now) -> dict:
     history(session, row["id"], "converted", now, actor, reason=data.get("opportunity_name"))
     new = get(session, row["id"])
     uow.emit("lead.converted", {
-        **event_fields(new), "owner_id": new["owner_id"],
+        **event_fields(new, uow.session), "owner_id": new["owner_id"],
+        # a rep's own lead has no routing team: the customer belongs to the converting user's team
+        "team_code": team_code(session, new["team_id"]) or getattr(actor, "team", None),
         "contact": {"name": new["name"], "phone": new["phone"], "email": new["email"]},
         "referrer_customer_id": new["referrer_customer_id"], "opportunity_name": data["opportunity_name"],
         "expected_amount": data.get("expected_amount"), "currency": data.get("currency")},

@@ -96,7 +96,7 @@ def claim(uow, lead_id, actor, now) -> dict:
     remember_user(session, actor.id, actor.name)
     history(session, row["id"], "claimed", now, actor, to_owner=actor.id, reason="claim")
     new = get(session, row["id"])
-    uow.emit("lead.assigned", {**event_fields(new), "previous_owner_id": None, "reason": "claim",
+    uow.emit("lead.assigned", {**event_fields(new, uow.session), "previous_owner_id": None, "reason": "claim",
                                "by_user_id": actor.id}, aggregate_type="lead", aggregate_id=row["id"])
     return dict(new)
 

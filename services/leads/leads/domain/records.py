@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select, update
 
-from ..models import lead_history, leads, users
+from ..models import lead_history, leads, teams, users
 from .util import upsert
 
 OPEN = ("new", "contacted", "qualified")
@@ -18,9 +18,24 @@ def get(session, lead_id, for_update: bool = False):
     return session.execute(q).mappings().first()
 
 
-def event_fields(row) -> dict:
+def team_code(session, team_id, codes: dict | None = None) -> str | None:
+    """The team's `code`: the identity provider's `team` claim, which is what the other services
+    mean by a team (sales' visibility, notify's team managers, approvals). `team_id` is only this
+    service's row id."""
+    if team_id is None:
+        return None
+    if codes is not None and team_id in codes:
+        return codes[team_id]
+    code = session.execute(select(teams.c.code).where(teams.c.id == team_id)).scalar()
+    if codes is not None:
+        codes[team_id] = code
+    return code
+
+
+def event_fields(row, session, codes: dict | None = None) -> dict:
     return {"lead_id": str(row["id"]), "owner_id": row["owner_id"],
             "team_id": str(row["team_id"]) if row["team_id"] is not None else None,
+            "team_code": team_code(session, row["team_id"], codes),
             "name": row["name"], "company": row["company"], "source": row["source"],
             "campaign_id": str(row["campaign_id"]) if row["campaign_id"] is not None else None,
             "province": row["province"], "city": row["city"], "industry": row["industry"],
@@ -72,7 +87,7 @@ def set_owner(uow, row, user_id: str, name: str | None, now, *, reason: str, kin
     history(session, row["id"], kind, now, actor, from_owner=row["owner_id"], to_owner=user_id, reason=note or reason)
     new = get(session, row["id"])
     if emit:
-        uow.emit("lead.assigned", {**event_fields(new), "previous_owner_id": row["owner_id"], "reason": reason,
+        uow.emit("lead.assigned", {**event_fields(new, uow.session), "previous_owner_id": row["owner_id"], "reason": reason,
                                    "by_user_id": getattr(actor, "id", None)},
                  aggregate_type="lead", aggregate_id=row["id"])
     return new

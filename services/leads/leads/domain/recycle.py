@@ -69,7 +69,7 @@ def _warn(runtime, r, at, rule, now) -> int:
             return 0
         history(uow.session, r["id"], "recycle_warning", now, SYSTEM, reason=f"{rule}: recycled at {at.isoformat()}")
         row = get(uow.session, r["id"])
-        uow.emit("lead.recycle_warning", {**event_fields(row), "recycle_at": at, "rule": rule},
+        uow.emit("lead.recycle_warning", {**event_fields(row, uow.session), "recycle_at": at, "rule": rule},
                  aggregate_type="lead", aggregate_id=r["id"])
         uow.commit()
         return 1
@@ -86,7 +86,7 @@ def _recycle(runtime, r, rule, pol, now) -> int:
         if n != 1:
             return 0
         history(s, r["id"], "recycled", now, SYSTEM, from_owner=r["owner_id"], reason=rule)
-        uow.emit("lead.recycled", {**event_fields(row), "owner_id": None, "previous_owner_id": r["owner_id"],
+        uow.emit("lead.recycled", {**event_fields(row, uow.session), "owner_id": None, "previous_owner_id": r["owner_id"],
                                    "rule": rule}, aggregate_type="lead", aggregate_id=r["id"])
         uow.commit()
         return 1

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 class Subscription:
     id: str
     event_type: str
-    recipient_kind: str           # field | role | team_manager | customer | user
+    recipient_kind: str           # field | role | team_manager | customer | user | approvers
     recipient_value: str | None   # the payload field, the role or the user id
     channels: tuple[str, ...]
     template: str                 # template key (usually the event type)
@@ -34,7 +34,7 @@ DEFAULT_SUBSCRIPTIONS: tuple[Subscription, ...] = (
     _s("lead.recycle_warning", "field", "owner_id", IE),
     _s("lead.recycled", "field", "previous_owner_id", ("inbox",)),
     _s("lead.recycled", "team_manager", None, ("inbox",)),
-    _s("approval.requested", "field", "approver_ids", IE),
+    _s("approval.requested", "approvers", None, IE),
     _s("approval.decided", "field", "requester_id", IE),
     _s("contract.signed", "field", "owner_id", ("inbox",)),
     _s("contract.expiring", "field", "owner_id", IE),
@@ -44,16 +44,22 @@ DEFAULT_SUBSCRIPTIONS: tuple[Subscription, ...] = (
     _s("order.fulfilled", "field", "owner_id", ("inbox",)),
     _s("payment.received", "field", "owner_id", ("inbox",)),
     _s("payment.overdue", "field", "owner_id", IE, condition={"days_overdue": {"lt": 30}}),
+    _s("payment.overdue", "role", "finance", IE),  # receivables are finance's to chase
     _s("payment.overdue", "field", "owner_id", ("inbox", "email", "sms"), condition={"days_overdue": {"gte": 30}},
        critical=True, n=30),
     _s("ticket.created", "field", "assignee_id", ("inbox",)),
     _s("ticket.assigned", "field", "assignee_id", IE),
     _s("ticket.resolved", "field", "owner_id", ("inbox",)),
+    # the customer's satisfaction survey (the link carries service-desk's one-time token)
+    _s("ticket.resolved", "customer", None, ("email", "sms"), template="survey.csat",
+       condition={"csat_token": {"present": True}}),
     _s("ticket.sla_warning", "field", "assignee_id", IE),
     _s("ticket.sla_breached", "field", "supervisor_id", ("inbox", "email", "sms"), critical=True),
     _s("ticket.sla_breached", "field", "assignee_id", ("inbox",), critical=True),
     _s("ticket.escalated", "field", "escalated_to", IE),
     _s("csat.submitted", "field", "owner_id", IE, condition={"score": {"lte": 2}}),
+    _s("customer.updated", "field", "owner_id", IE, template="customer.churn_risk",
+       condition={"churn_risk_raised": {"eq": True}}),
 )
 
 # Schedules (not plain event subscriptions): who hears, on which channels.
@@ -170,6 +176,16 @@ DEFAULT_TEMPLATES: dict[str, dict[str, tuple[str, str]]] = {
         "公海新线索：{{ name or company or lead_id }}", "新线索进入公海：{{ name or '' }} {{ company or '' }}（{{ city or '' }}）。",
         "New lead in the pool: {{ name or company or lead_id }}",
         "A new lead is in the pool: {{ name or '' }} {{ company or '' }} ({{ city or '' }})."),
+    "customer.churn_risk": _t(
+        "客户流失风险：{{ name }}", "客户 {{ name }} 已被标记为流失风险{% if churn_reason %}（{{ churn_reason }}）{% endif %}，请尽快联系。",
+        "Churn risk: {{ name }}",
+        "Customer {{ name }} was flagged as a churn risk{% if churn_reason %} ({{ churn_reason }}){% endif %}. "
+        "Please get in touch soon."),
+    "survey.csat": _t(
+        "您的问题已解决，请为我们的服务评分",
+        "您的工单 {{ ticket_id }}（{{ subject or '' }}）已解决。请为本次服务打分（1-5 分）：{{ csat_url }}",
+        "Your request is resolved: how did we do?",
+        "Your ticket {{ ticket_id }} ({{ subject or '' }}) is resolved. Please rate our service (1-5): {{ csat_url }}"),
     "reminder.follow_up": _t(
         "跟进提醒：{{ name or company or lead_id }}", "按计划现在该跟进线索 {{ name or company or lead_id }} 了。",
         "Follow-up due: {{ name or company or lead_id }}", "It is time for the planned follow-up of lead "

@@ -68,7 +68,7 @@ def event_payload(row) -> dict:
             "tier": row.tier, "lead_id": row.lead_id, "campaign_id": row.campaign_id, "phone": row.phone,
             "email": row.email, "company": row.company, "province": row.province, "city": row.city,
             "industry": row.industry, "birthday": row.birthday, "language": row.language,
-            "churn_risk": row.churn_risk, "revision": row.revision}
+            "churn_risk": row.churn_risk, "churn_reason": row.churn_reason, "revision": row.revision}
 
 
 def get(session, customer_id: int, lock: bool = False):
@@ -104,8 +104,9 @@ def create(uow, data: dict, *, now, source: str, check_duplicates: bool = True):
     return row
 
 
-def update_fields(uow, customer_id: int, changes: dict, *, now):
-    """Apply changes, bump the revision and emit customer.updated if anything changed."""
+def update_fields(uow, customer_id: int, changes: dict, *, now, event_extra: dict | None = None):
+    """Apply changes, bump the revision and emit customer.updated if anything changed
+    (`event_extra`: fields only this event carries, such as `churn_risk_raised`)."""
     s = uow.session
     row = get(s, customer_id, lock=True)
     changes = {k: v for k, v in changes.items() if getattr(row, k) != v}
@@ -121,17 +122,19 @@ def update_fields(uow, customer_id: int, changes: dict, *, now):
         changes["churn_reason"] = None
     s.execute(c.update().where(c.c.id == customer_id).values(**changes, revision=row.revision + 1, updated_at=now))
     row = get(s, customer_id)
-    uow.emit("customer.updated", event_payload(row), aggregate_type="customer", aggregate_id=customer_id)
+    uow.emit("customer.updated", {**event_payload(row), **(event_extra or {})}, aggregate_type="customer",
+             aggregate_id=customer_id)
     return row
 
 
 def flag_churn_risk(uow, customer_id: int, reason: str, *, now) -> bool:
-    """Set the churn-risk flag (once); customer.updated tells the owner. False if it was already set."""
+    """Set the churn-risk flag (once). Its customer.updated carries `churn_risk_raised` and the
+    reason, which is what notify tells the owner of. False if it was already set."""
     row = get(uow.session, customer_id, lock=True)
     if row.churn_risk:
         return False
-    update_fields(uow, customer_id, {"churn_risk": True}, now=now)
-    uow.session.execute(c.update().where(c.c.id == customer_id).values(churn_reason=reason[:200]))
+    update_fields(uow, customer_id, {"churn_risk": True, "churn_reason": reason[:200]}, now=now,
+                  event_extra={"churn_risk_raised": True})
     return True
 
 

@@ -41,10 +41,17 @@ def apply_customer(session, payload: dict, now: datetime, created: bool) -> bool
     return True
 
 
+# A contract only moves forward: signed (active) -> expiring -> renewed (its successor took over)
+# or terminated. An event older than the state held (a late `contract.signed` after the expiry
+# warning, a repeated `contract.expiring` after the renewal) changes nothing of the status.
+CONTRACT_STATUS = {"contract.signed": "active", "contract.expiring": "expiring", "contract.renewed": "renewed",
+                   "contract.terminated": "terminated"}
+CONTRACT_RANK = {"active": 0, "expiring": 1, "renewed": 2, "terminated": 3}
+
+
 def apply_contract(session, event_type: str, payload: dict, now: datetime) -> None:
     cid = payload["contract_id"]
-    status = {"contract.signed": "active", "contract.renewed": "active", "contract.expiring": "expiring",
-              "contract.terminated": "terminated"}[event_type]
+    status = CONTRACT_STATUS[event_type]
     row = session.execute(select(customer_contracts).where(customer_contracts.c.contract_id == cid)
                           .with_for_update()).mappings().first()
     values = {"customer_id": payload["customer_id"], "updated_at": now}
@@ -56,10 +63,8 @@ def apply_contract(session, event_type: str, payload: dict, now: datetime) -> No
     if row is None:
         session.execute(customer_contracts.insert().values(contract_id=cid, status=status, **values))
         return
-    if row["status"] == "terminated" and status != "terminated":
-        status = "terminated"  # a late signed/renewed never revives a terminated contract
-    if row["status"] == "expiring" and event_type == "contract.signed":
-        status = "expiring"
+    if CONTRACT_RANK.get(row["status"], 0) > CONTRACT_RANK[status]:
+        status = row["status"]  # an older event: the contract has moved on since
     session.execute(customer_contracts.update().where(customer_contracts.c.contract_id == cid)
                     .values(status=status, **values))
 

@@ -25,9 +25,13 @@ def _row(session, ticket_id: int, lock: bool = False):
 
 
 def event_payload(session, t, **over) -> dict:
+    """What every ticket event carries. `status` is the ticket's status once this change is made
+    (read back, so a caller holding the row from before the change cannot send a stale one)."""
     owner = (customers.get(session, t["customer_id"]) or {}).get("owner_id")
+    status = session.execute(select(tickets.c.status).where(tickets.c.id == t["id"])).scalar()
     p = {"ticket_id": str(t["id"]), "customer_id": t["customer_id"], "type": t["type"], "priority": t["priority"],
-         "queue": t["queue"], "subject": t["subject"], "assignee_id": t["assignee_id"], "owner_id": owner}
+         "queue": t["queue"], "subject": t["subject"], "assignee_id": t["assignee_id"], "owner_id": owner,
+         "status": status}
     p.update(over)
     return p
 
@@ -182,7 +186,10 @@ def set_status(uow, cal: BusinessCalendar, ticket_id: int, target: str, actor: s
         sla.start(s, cal, ticket_id, "resolution", targets["resolution"], now, cycle=cycle)
         record(s, ticket_id, now, "reopened", actor, note=note)
         if status == "new":
-            route(uow, _row(s, ticket_id), now)
+            route(uow, _row(s, ticket_id), now)  # ticket.assigned when an agent takes it
+        else:  # back with the same agent: they hear of it, and sales sees the ticket open again
+            uow.emit("ticket.assigned", event_payload(s, t, assignee_id=agent), aggregate_type="ticket",
+                     aggregate_id=ticket_id)
     else:
         raise DomainError("conflict", f"A ticket cannot go from {cur} to {target}.")
     return out
