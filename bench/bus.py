@@ -14,6 +14,7 @@ Raw baselines publish through a durable topic exchange with `mandatory` to one b
 same route the relay's messages take; the quorum queues carry the same arguments as ours."""
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
@@ -32,7 +33,7 @@ from sqlalchemy import Column, DateTime, String, Table, func, select, text, upda
 
 import _common as C  # noqa: E402
 from crm_shared import db  # noqa: E402
-from crm_shared.bus import Outcome  # noqa: E402
+from crm_shared.bus import Outcome, OutgoingMessage  # noqa: E402
 from crm_shared.config import Settings  # noqa: E402
 from crm_shared.events import REGISTRY, Envelope  # noqa: E402
 from crm_shared.inbox import Dispatcher  # noqa: E402
@@ -365,7 +366,7 @@ def time_relay(rt: Runtime, n_expected: int, batch: int | None = None, profile: 
 class Counter:
     def __init__(self, limit: int, stop: threading.Event):
         self.limit, self.stop = limit, stop
-        self.n = 0
+        self.n = self.batches = 0
         self.first = self.last = None
 
     def tick(self):
@@ -407,8 +408,10 @@ def raw_consume(queue: str, limit: int, seconds: float) -> dict:
     return counter.result()
 
 
-def our_consume(rt: Runtime, callback_factory, limit: int, seconds: float) -> dict:
-    """AmqpBus.consume in a thread, as the Worker runs it; stops after `limit` messages or `seconds`."""
+def our_consume(rt: Runtime, callback_factory, limit: int, seconds: float, profile: str | None = None,
+                batch: int | None = None) -> dict:
+    """AmqpBus.consume (or, with `batch`, AmqpBus.consume_batches) in this thread, so a profiler sees
+    it, stopped by a timer thread after `seconds`, or after `limit` messages."""
     stop = threading.Event()
     counter = Counter(limit, stop)
     inner = callback_factory()
@@ -418,15 +421,56 @@ def our_consume(rt: Runtime, callback_factory, limit: int, seconds: float) -> di
         counter.tick()
         return decision
 
-    t = threading.Thread(target=rt.bus.consume, args=(SERVICE, callback, stop), kwargs={"prefetch": PREFETCH},
-                         name="bench-consume", daemon=True)
-    t.start()
-    stop.wait(seconds)
-    stop.set()
-    t.join(10)
-    if t.is_alive():
-        raise RuntimeError("AmqpBus.consume did not stop within 10 s of its stop event")
-    return counter.result()
+    def batch_callback(deliveries):
+        decisions = inner(deliveries)
+        for _ in deliveries:
+            counter.tick()
+        counter.batches += 1
+        return decisions
+
+    timer = threading.Timer(seconds, stop.set)
+    timer.start()
+    with profiled(profile):
+        try:
+            if batch is None:
+                rt.bus.consume(SERVICE, callback, stop, prefetch=PREFETCH)
+            else:
+                rt.bus.consume_batches(SERVICE, batch_callback, stop, prefetch=PREFETCH, max_batch=batch)
+        finally:
+            timer.cancel()
+    out = counter.result()
+    out["batches"] = counter.batches
+    return out
+
+
+def fill_ours(rt: Runtime, n: int) -> None:
+    """Publish n fresh, valid `lead.created` envelopes straight to the service's queue (the consumer
+    runs need more messages than one relay drain leaves)."""
+    for start in range(0, n, 2000):
+        msgs = []
+        for i in range(start, min(n, start + 2000)):
+            env = Envelope(type="lead.created", payload=lead_payload(i), producer=SERVICE,
+                           correlation_id=str(uuid.uuid4()))
+            msgs.append(OutgoingMessage(env.id, env.type, env.to_json().encode()))
+        rt.bus.publish(msgs)
+
+
+@contextlib.contextmanager
+def profiled(label: str | None):
+    """pyinstrument (requirements-dev.txt) over the block, printed on stderr, when `label` is set."""
+    if not label:
+        yield
+        return
+    from pyinstrument import Profiler
+    profiler = Profiler(interval=0.0005)
+    profiler.start()
+    try:
+        yield
+    finally:
+        profiler.stop()
+        print(f"--- profile: {label} ---", file=sys.stderr)
+        print(profiler.output_text(unicode=False, color=False, show_all=os.environ.get("BENCH_PROFILE_ALL") == "1"),
+              file=sys.stderr)
 
 
 # -- 5: latency -------------------------------------------------------------------------------------------
