@@ -13,6 +13,7 @@ import logging
 import time
 import traceback
 
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 
@@ -35,6 +36,16 @@ class Dispatcher:
         dialect = runtime.engine.dialect.name
         self._insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(runtime.inbox)
         self._insert_many = self._insert.on_conflict_do_nothing().returning(runtime.inbox.c.event_id)
+        inbox = runtime.inbox
+        self._unnest = None
+        if dialect == "postgresql":
+            rows = func.unnest(bindparam("ids", type_=postgresql.ARRAY(inbox.c.event_id.type)),
+                               bindparam("types", type_=postgresql.ARRAY(inbox.c.event_type.type))
+                               ).table_valued("event_id", "event_type").render_derived(name="batch")
+            self._unnest = (postgresql.insert(inbox).from_select(
+                ["event_id", "event_type", "processed_at"],
+                select(rows.c.event_id, rows.c.event_type, bindparam("at", type_=inbox.c.processed_at.type)))
+            .on_conflict_do_nothing().returning(inbox.c.event_id))
 
     def mark_processed(self, uow, env: Envelope) -> bool:
         """Record the event as processed in this transaction; False if it already was."""
@@ -45,12 +56,16 @@ class Dispatcher:
 
     def mark_processed_many(self, conn, envs: list[Envelope]) -> set[str]:
         """Record the events as processed in the transaction on `conn`; returns the ids that were
-        not processed before. One statement (an executemany SQLAlchemy renders as one multi-row
-        INSERT … ON CONFLICT DO NOTHING RETURNING, with a cached compilation); ids in sorted order,
-        so two consumers inserting overlapping batches take the unique-index locks in one order."""
+        not processed before. One statement: on PostgreSQL an INSERT … SELECT FROM unnest(arrays)
+        (the same SQL text for any batch size, so it is prepared once), elsewhere an executemany
+        SQLAlchemy renders as a multi-row INSERT. Ids in sorted order, so two consumers inserting
+        overlapping batches take the unique-index locks in the same order."""
         now = self.rt.clock.now()
-        rows = [{"event_id": e.id, "event_type": e.type, "processed_at": now}
-                for e in sorted({e.id: e for e in envs}.values(), key=lambda e: e.id)]
+        unique = sorted({e.id: e for e in envs}.values(), key=lambda e: e.id)
+        if self._unnest is not None:
+            return set(conn.execute(self._unnest, {"ids": [e.id for e in unique], "types": [e.type for e in unique],
+                                                   "at": now}).scalars())
+        rows = [{"event_id": e.id, "event_type": e.type, "processed_at": now} for e in unique]
         return set(conn.execute(self._insert_many, rows).scalars())
 
     # -- one delivery --------------------------------------------------------------------------
