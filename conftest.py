@@ -83,3 +83,47 @@ def rabbit_env(tmp_path):
     env = _bus_env("rabbitmq", tmp_path)
     yield env
     testing.delete_amqp_namespace(env.namespace, sorted(env.services | CLEANUP), DEMO_DELAYS)
+
+
+# -- the whole platform as processes --------------------------------------------------------------
+
+PLATFORM_ENV = {"BUS_RETRY_DELAYS_MS": "200,500,1000", "LOG_LEVEL": "WARNING", "WEB_CONCURRENCY": "1",
+                "BUS_LEASE_SECONDS": "10", "OUTBOX_POLL_MS": "100"}
+
+
+@pytest.fixture(params=["embedded", pytest.param("servers", marks=[pytest.mark.rabbitmq, pytest.mark.postgres])])
+def platform_factory(request, tmp_path):
+    """Builds `crm_shared.platform.Platform`s of the four services on free ports, on the embedded
+    default (SQLite files, SQLite bus) or on the servers (a fresh PostgreSQL database per service,
+    a RabbitMQ namespace of its own). `make(start=True, **kwargs)` returns it started and ready;
+    everything is stopped and removed afterwards. Process logs are in tmp_path/logs."""
+    import contextlib
+    from crm_shared.platform import Platform
+    from crm_shared import service as services
+    stack = contextlib.ExitStack()
+    made: list[Platform] = []
+    names = services.installed()
+    ns = "t" + uuid.uuid4().hex[:10]
+    if request.param == "servers":
+        need("postgres")
+        need("rabbitmq")
+        urls = {n: stack.enter_context(testing.postgres_database()) for n in names}
+        bus_url = testing.AMQP_URL
+    else:
+        urls, bus_url = None, None
+
+    def make(start: bool = True, env: dict | None = None, **kwargs) -> Platform:
+        p = Platform(str(tmp_path / "data"), bus_url=bus_url, namespace=ns, database_urls=urls, ports="free",
+                     env={**PLATFORM_ENV, **(env or {})}, log_dir=str(tmp_path / "logs"), **kwargs)
+        made.append(p)
+        if start:
+            p.start(wait=True)
+        return p
+
+    make.backend = request.param
+    yield make
+    for p in made:
+        p.stop()
+    if request.param == "servers":
+        testing.delete_amqp_namespace(ns, names, (200, 500, 1000))
+    stack.close()

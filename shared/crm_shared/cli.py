@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 from datetime import timedelta
@@ -125,32 +124,14 @@ def _gunicorn_argv(d, port, workers=None):
 def run(data_dir):
     """Run the whole platform on this machine: SQLite files and the embedded bus, no servers to
     install. Each service gets a web (gunicorn) and a worker process. Ctrl-C stops everything."""
-    from .bus import connect
-    from .migrations import upgrade
-    data_dir = os.path.abspath(data_dir)
-    os.makedirs(data_dir, exist_ok=True)
-    env = dict(os.environ, CRM_DATA_DIR=data_dir)
-    env.setdefault("BUS_URL", f"sqlite:///{data_dir}/bus.db")
-    names = services.installed()
-    if not names:
-        raise click.ClickException("no service is installed; run `make install` first")
-    for name in names:
-        d = services.load(name)
-        upgrade(d, Settings.from_env(name, env).database_url)
-    s = Settings.from_env("cli", env)
-    connect(s.bus_url, s.bus_namespace).declare_platform(s.retry_delays_ms)
-    procs: list[subprocess.Popen] = []
-    for name in names:
-        d = services.load(name)
-        metrics_dir = os.path.join(data_dir, "metrics", name)
-        os.makedirs(metrics_dir, exist_ok=True)
-        for f in os.listdir(metrics_dir):
-            os.remove(os.path.join(metrics_dir, f))
-        penv = dict(env, PROMETHEUS_MULTIPROC_DIR=metrics_dir)
-        procs.append(subprocess.Popen(_gunicorn_argv(d, d.port), env=penv, start_new_session=True))
-        procs.append(subprocess.Popen([sys.executable, "-m", "crm_shared.cli", "worker", name], env=penv,
-                                      start_new_session=True))
-        click.echo(f"{name:>13}: http://127.0.0.1:{d.port}/docs", err=True)
+    from .platform import Platform
+    try:
+        platform = Platform(data_dir)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc))
+    platform.start()
+    for name in platform.services:
+        click.echo(f"{name:>13}: {platform.url(name)}/docs", err=True)
     stopping = False
 
     def stop(*_):
@@ -160,19 +141,11 @@ def run(data_dir):
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     while not stopping:
-        if any(p.poll() is not None for p in procs):
-            click.echo("a process exited; stopping the platform", err=True)
+        if platform.exited():
+            click.echo(f"{', '.join(platform.exited())}: stopping the platform", err=True)
             break
         time.sleep(0.3)
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    deadline = time.time() + 30
-    for p in procs:
-        try:
-            p.wait(max(0.1, deadline - time.time()))
-        except subprocess.TimeoutExpired:
-            p.kill()
+    platform.stop()
     click.echo("platform stopped", err=True)
     sys.exit(0 if stopping else 1)
 
