@@ -223,10 +223,12 @@ def _seed_owned(url: str, owner: str, n: int) -> None:
         ANALYZE leads;""")
 
 
-def _explain(url: str, sql: str) -> str:
+def _explain(url: str, sql: str, rollback: bool = False) -> str:
     import psycopg
     with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as c:
-        return "\n".join(r[0] for r in c.execute("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) " + sql).fetchall())
+        plan = "\n".join(r[0] for r in c.execute("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) " + sql).fetchall())
+        c.rollback()  # EXPLAIN ANALYZE runs the statement: nothing of it stays
+        return plan
 
 
 def _lead_list(svc: Server, bare: Server, url: str) -> str:
@@ -343,7 +345,17 @@ def run() -> str:
                         crow(f"GET /v1/pool first page, {pooled:,} pooled", big_pool)]), "",
                     f"Claim p50 with {pooled:,} pooled is **{C.percentile(big, 50) / C.percentile(small, 50):.2f}x** "
                     f"that with 1,000 (goal: within 1.5x). The pool listing counts matching rows for `total` "
-                    f"up to 10,000.\n"]
+                    f"up to 10,000. Plans with {pooled:,} pooled (EXPLAIN ANALYZE; the UPDATE in a rolled-back "
+                    f"transaction):\n",
+                    "```", "-- the claim's conditional UPDATE\n" + _explain(
+                        url, f"UPDATE leads SET status = 'new', owner_id = 'x' WHERE id = {big_ids[-1]} "
+                             "AND status = 'pooled'", rollback=True),
+                    "-- the claimer's claims today (daily limit)\n" + _explain(
+                        url, "SELECT count(*) FROM lead_history WHERE actor_id = 'claimer1' AND kind = 'claimed' "
+                             "AND at >= now() - interval '1 day'"),
+                    "-- GET /v1/pool first page\n" + _explain(
+                        url, "SELECT * FROM leads WHERE status = 'pooled' ORDER BY pooled_at DESC, id DESC LIMIT 50"),
+                    "```", ""]
 
             # CSV import
             buf = io.StringIO()

@@ -29,7 +29,7 @@ from crm_shared.events import Envelope  # noqa: E402
 from crm_shared.testing import delete_amqp_namespace, make_demo_service  # noqa: E402
 
 TITLE = "Scale-out: two worker processes on one queue"
-EVENTS = int(os.environ.get("BENCH_SCALE_EVENTS", "6000"))
+EVENTS = int(os.environ.get("BENCH_SCALE_EVENTS", "3000"))
 ROUNDS = int(os.environ.get("BENCH_SCALE_ROUNDS", "2"))
 DELAYS = (100, 200, 300)  # the demo settings' retry delays (their queues are declared and removed)
 
