@@ -149,7 +149,7 @@ class Dispatcher:
         outcomes = []
         emitted = 0
         with self.rt.engine.connect() as conn:
-            with conn.begin():
+            with conn.begin() as tx:
                 new = self.mark_processed_many(conn, [w[2] for w in work])
                 for _i, _d, env, payload, handler in work:
                     if env.id not in new:  # processed before, or a second copy within this batch
@@ -163,6 +163,8 @@ class Dispatcher:
                             uow.session.flush()
                             emitted += uow.emitted
                     outcomes.append(("ok", time.perf_counter() - started))
+                if not tx.is_active:  # a handler rolled the shared transaction back: nothing of it holds
+                    raise RuntimeError("a handler ended the batch's transaction; handling its events one by one")
         if emitted:
             metrics.EVENTS_EMITTED.labels(self.rt.name).inc(emitted)
             self.rt.outbox_wake.set()

@@ -152,3 +152,21 @@ def test_consume_batches_hands_over_what_is_waiting_and_settles_each_decision(bu
     assert all(1 <= len(b) <= 16 for b in batches)
     assert max(len(b) for b in batches) > 1, "waiting messages were handed over together"
     assert [m for m in flat if m != "m010"] == [m.message_id for m in sent if m.message_id != "m010"]  # in order
+
+
+def test_a_handler_that_rolls_back_cannot_make_a_batch_ack_what_it_undid(consumer):
+    rt = consumer
+    calls = []
+
+    def handler(uow, env, payload):
+        calls.append(env.id)
+        rt.definition.handlers["lead.created"](uow, env, payload)
+        if len(calls) == 3:  # the last of the batch undoes the shared transaction
+            uow.session.rollback()
+
+    batch = [delivery(f"n{i}") for i in range(3)]
+    decisions = Dispatcher(rt, {"lead.created": handler}).handle_batch([b[0] for b in batch])
+    assert [x[0] for x in decisions] == [Outcome.ACK] * 3
+    # one by one after the batch failed: each event's effect and inbox row are there, once
+    assert demo_counts(rt.engine, rt.definition.metadata) == {env.id: 1 for _, env in batch}
+    assert processed(rt) == 3
