@@ -131,19 +131,22 @@ def peak_rss_mb(pid: int) -> float:
 
 
 class services_importable:
-    """bench/ holds a module `leads` (bench/leads.py), which shadows the service package `leads` when
-    bench/ is on sys.path (bench/run.py puts it first). While the platform loads the services, the
-    package must win; afterwards the name is left as it was found."""
+    """bench/ holds modules named like service packages (bench/leads.py, notify.py, sales.py), which
+    shadow them when bench/ is on sys.path (bench/run.py puts it first). While the platform loads
+    the services, the packages must win; afterwards those names are left as they were found, so
+    bench/run.py still imports the bench modules."""
 
     def __enter__(self):
+        self.names = {p.stem for p in HERE.glob("*.py")}
         self.path = list(sys.path)
         sys.path[:] = [x for x in sys.path if Path(x or ".").resolve() != HERE]
-        self.saved = {k: sys.modules.pop(k) for k in ("leads",) if k in sys.modules}
+        self.saved = {k: sys.modules.pop(k) for k in list(sys.modules) if k.split(".")[0] in self.names}
         return self
 
     def __exit__(self, *exc):
         sys.path[:] = self.path
-        sys.modules.pop("leads", None)
+        for k in [k for k in sys.modules if k.split(".")[0] in self.names]:
+            del sys.modules[k]
         sys.modules.update(self.saved)
         return False
 
