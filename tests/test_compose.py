@@ -31,8 +31,9 @@ ROLES = ("migrate", "web", "worker")
 GATEWAY_PORT = 8080
 
 # The variables compose must refuse to start without. Each gets a fake, URL-safe value here.
-SECRET_VARIABLES = ("CRM_JWT_SECRET", "RABBITMQ_PASSWORD", "LEADS_DB_PASSWORD", "SALES_DB_PASSWORD",
-                    "SERVICE_DESK_DB_PASSWORD", "NOTIFY_DB_PASSWORD")
+SECRET_VARIABLES = ("CRM_JWT_SECRET", "LEADS_DB_PASSWORD", "SALES_DB_PASSWORD", "SERVICE_DESK_DB_PASSWORD",
+                    "NOTIFY_DB_PASSWORD", "RABBITMQ_LEADS_PASSWORD", "RABBITMQ_SALES_PASSWORD",
+                    "RABBITMQ_SERVICE_DESK_PASSWORD", "RABBITMQ_NOTIFY_PASSWORD", "RABBITMQ_ADMIN_PASSWORD")
 FAKE_ENV = {name: f"fake{i}{name.lower().replace('_', '')}" for i, name in enumerate(SECRET_VARIABLES)}
 
 SECRET_NAME = re.compile(r"SECRET|PASSWORD|PASSWD|_PASS$|TOKEN|API_KEY|PRIVATE_KEY|CREDENTIAL", re.I)
@@ -264,15 +265,21 @@ def test_database_url_points_at_the_service_own_database(services, name, role, k
 
 
 @pytest.mark.parametrize("name,role,key", app_containers())
-def test_bus_url_points_at_rabbitmq(services, name, role, key):
+def test_bus_url_is_the_service_own_broker_user(services, name, role, key):
+    """Each service connects as its own user of deploy/rabbitmq/definitions.json, with its own
+    password, to the definitions' vhost, and declares only its own queues."""
     env = environment(services[key])
-    broker = environment(services["rabbitmq"])
     url = urlsplit(env["BUS_URL"])
     assert url.scheme == "amqp"
     assert url.hostname == "rabbitmq"
     assert url.port in (None, 5672)
-    assert url.username == broker["RABBITMQ_DEFAULT_USER"]
-    assert url.password == broker["RABBITMQ_DEFAULT_PASS"]
+    defs = json.loads((ROOT / "deploy/rabbitmq/definitions.json").read_text())
+    assert url.username == f"crm-{name}" and url.username in {u["name"] for u in defs["users"]}
+    assert url.path == "/" + defs["vhosts"][0]["name"]
+    assert url.password == FAKE_ENV[f"RABBITMQ_{name.upper().replace('-', '_')}_PASSWORD"]
+    assert env["BUS_DECLARE_PLATFORM"] == "0"
+    others = [f"crm-{n}:" for n in SERVICES if n != name]
+    assert not any(o in json.dumps(env) for o in others)
 
 
 @pytest.mark.parametrize("name,role,key", app_containers())
@@ -403,7 +410,7 @@ def test_blocks_are_written_once():
     text = COMPOSE_FILE.read_text(encoding="utf-8")
     assert text.count("postgresql+psycopg://") == len(SERVICES)
     assert len(re.findall(r"^\s+CRM_JWT_SECRET:", text, re.M)) == 1
-    assert len(re.findall(r"^\s+BUS_URL:", text, re.M)) == 1
+    assert len(re.findall(r"^\s+BUS_URL:", text, re.M)) == len(SERVICES)   # one per service block
 
 
 # ---- the broker ----------------------------------------------------------------------------------
@@ -415,6 +422,61 @@ def test_rabbitmq(services, compose):
     assert rmq.get("hostname") == "rabbitmq"
     mounts = [v if isinstance(v, str) else f"{v['source']}:{v['target']}" for v in rmq.get("volumes", [])]
     assert any(m.split(":")[1] == "/var/lib/rabbitmq" and m.split(":")[0] in compose["volumes"] for m in mounts)
+    # no single shared user: the definitions (users per service) are loaded at boot
+    assert not {"RABBITMQ_DEFAULT_USER", "RABBITMQ_DEFAULT_PASS"} & set(environment(rmq))
+    conf = [m for m in mounts if m.split(":")[1].startswith("/etc/rabbitmq/conf.d/")]
+    assert len(conf) == 1 and conf[0].endswith(":ro")
+    conf_text = (ROOT / conf[0].split(":")[0]).read_text()
+    loaded = re.search(r"^load_definitions\s*=\s*(\S+)$", conf_text, re.M).group(1)
+    defs_mount = [m for m in mounts if loaded.startswith(m.split(":")[1] + "/")]
+    assert len(defs_mount) == 1, f"{loaded} is not in a mounted volume"
+    volume = defs_mount[0].split(":")[0]
+    # ... written by the one-shot container from the committed definitions, before the broker starts
+    writer = services["rabbitmq-definitions"]
+    assert depends_on(rmq) == {"rabbitmq-definitions": {"condition": "service_completed_successfully"}}
+    wmounts = dict(m.split(":")[:2][::-1] for m in writer["volumes"])
+    out_dir = next(t for t, src in wmounts.items() if src == volume)
+    cmd = command(writer)
+    src_dir = next(t for t, src in wmounts.items() if src == "./deploy/rabbitmq")
+    assert cmd[-2:] == [f"{src_dir}/definitions.json", f"{out_dir}/{loaded.rsplit('/', 1)[1]}"]
+    assert cmd[-3] == f"{src_dir}/with-passwords.py"
+    assert str(writer.get("restart")) == "no"
+
+
+def test_the_definitions_writer_fills_every_service_user(tmp_path, services):
+    """with-passwords.py with the compose environment: every user of definitions.json gets the hash
+    of its own password (RabbitMQ's salted SHA-256), plus an administrator; nothing else changes."""
+    import base64
+    import hashlib
+    import subprocess
+    import sys
+    env = dict(environment(services["rabbitmq-definitions"]), PATH="/usr/bin:/bin")
+    out = tmp_path / "definitions.json"
+    run = subprocess.run([sys.executable, str(ROOT / "deploy/rabbitmq/with-passwords.py"),
+                          str(ROOT / "deploy/rabbitmq/definitions.json"), str(out)], env=env,
+                         capture_output=True, text=True, timeout=30)
+    assert run.returncode == 0, run.stderr
+    committed = json.loads((ROOT / "deploy/rabbitmq/definitions.json").read_text())
+    written = json.loads(out.read_text())
+    users = {u["name"]: u for u in written["users"]}
+    assert set(users) == {u["name"] for u in committed["users"]} | {"crm-admin"}
+
+    def check(user, password):
+        raw = base64.b64decode(users[user]["password_hash"])
+        assert raw[4:] == hashlib.sha256(raw[:4] + password.encode()).digest(), user
+
+    for name in SERVICES:
+        check(f"crm-{name}", FAKE_ENV[f"RABBITMQ_{name.upper().replace('-', '_')}_PASSWORD"])
+    check("crm-admin", FAKE_ENV["RABBITMQ_ADMIN_PASSWORD"])
+    assert users["crm-admin"]["tags"] == ["administrator"]
+    for key in ("queues", "bindings", "policies", "exchanges", "topic_permissions"):
+        assert written[key] == committed[key]
+    # a missing password stops it (and so the broker, which waits for it)
+    run = subprocess.run([sys.executable, str(ROOT / "deploy/rabbitmq/with-passwords.py"),
+                          str(ROOT / "deploy/rabbitmq/definitions.json"), str(tmp_path / "x.json")],
+                         env={k: v for k, v in env.items() if k != "RABBITMQ_SALES_PASSWORD"},
+                         capture_output=True, text=True, timeout=30)
+    assert run.returncode != 0 and "RABBITMQ_SALES_PASSWORD" in run.stderr
 
 
 # ---- the gateway ---------------------------------------------------------------------------------
@@ -588,6 +650,48 @@ def test_gateway_upstreams_that_resolve_need_a_resolver_and_nginx_1_27_3(gateway
     # a tag without a patch number (nginx:1.28-alpine) follows that line's latest patch
     version = (int(m.group(1)), int(m.group(2)), int(m.group(3)) if m.group(3) else 99)
     assert version >= (1, 27, 3), "`resolve` in an upstream needs nginx 1.27.3 or later"
+
+
+def _mount_source(svc: dict, target: str) -> Path:
+    """The host path the gateway mounts at `target` (read-only)."""
+    for v in svc.get("volumes", []):
+        source, tgt, *mode = (v.split(":") if isinstance(v, str) else [v["source"], v["target"]] + (["ro"] if v.get("read_only") else []))
+        if tgt.rstrip("/") == target.rstrip("/"):
+            assert mode == ["ro"], f"{target} is mounted read-only"
+            return (ROOT / source).resolve()
+    raise AssertionError(f"the gateway mounts nothing at {target}")
+
+
+CONSOLES = ("sales", "backoffice", "service", "managers")
+
+
+def test_gateway_serves_the_consoles_from_the_mounted_frontends(gateway):
+    location = one(gateway["server"], "location", "/app/")
+    alias = one(location.block, "alias").args[0]
+    assert alias.endswith("/"), "`location /app/` with `alias` needs the trailing slash on both"
+    assert _mount_source(gateway["service"], alias) == (ROOT / "frontends").resolve()
+    assert one(location.block, "index").args == ["index.html"]
+    assert not find(location.block, "proxy_pass")
+    # ES modules load only with a JavaScript MIME type: the stock mime.types must be included
+    assert find(gateway["http"], "include", "/etc/nginx/mime.types")
+    for name in CONSOLES:
+        index = ROOT / "frontends" / name / "index.html"
+        assert index.is_file() and (ROOT / "frontends" / name / "app.js").is_file(), name
+        # the import map points into the shared library, which is under the same alias
+        imports = json.loads(re.search(r'<script type="importmap">(.*?)</script>', index.read_text(encoding="utf-8"), re.S).group(1))
+        for url in imports["imports"].values():
+            assert (index.parent / url).resolve().is_file(), f"{name}: {url}"
+
+
+def test_consoles_log_in_with_the_identity_provider_in_compose(gateway):
+    location = one(gateway["server"], "location", "=", "/app/config.json")
+    source = _mount_source(gateway["service"], one(location.block, "alias").args[0])
+    assert source == (ROOT / "deploy/gateway/consoles.json").resolve()
+    config = json.loads(source.read_text(encoding="utf-8"))
+    # compose is production-like: never the development user picker (and no /auth/dev-token route)
+    assert config["auth"] == "oidc"
+    assert urlsplit(config["oidc"]["issuer"]).scheme == "https" and config["oidc"]["client_id"]
+    assert not [d for d in find(gateway["server"], "location") if "/auth/" in " ".join(d.args)]
 
 
 # ---- Dockerfiles ---------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from crm_shared.web.auth import dev_token
 ROOT = Path(__file__).resolve().parent.parent
 SUPERVISOR = {"Authorization": "Bearer " + dev_token(DEV_JWT_SECRET, "sup1", "Zhao", ["service_supervisor"])}
 PORTS = {"leads": 8001, "sales": 8002, "service-desk": 8003, "notify": 8004}
+GATEWAY = 8080  # the development gateway: consoles under /app/, services under their prefixes
 
 
 def _ready():
@@ -46,7 +47,7 @@ def _ctrl_c(p):
 
 @pytest.mark.slow
 def test_make_run_starts_everything_and_ctrl_c_stops_it(tmp_path):
-    busy = [p for p in PORTS.values() if _listening(p)]
+    busy = [p for p in [*PORTS.values(), GATEWAY] if _listening(p)]
     if busy:
         pytest.fail(f"ports {busy} are taken: stop whatever runs there (another `make run`?)")
     log = open(tmp_path / "run.log", "wb")
@@ -57,6 +58,11 @@ def test_make_run_starts_everything_and_ctrl_c_stops_it(tmp_path):
             assert requests.get(f"http://127.0.0.1:{port}/healthz").json()["service"] == name
             assert requests.get(f"http://127.0.0.1:{port}/openapi.json").status_code == 200
             assert requests.get(f"http://127.0.0.1:{port}/v1/anything").status_code in (401, 404)
+        wait_until(lambda: _listening(GATEWAY), timeout=20, message="the development gateway")
+        assert requests.get(f"http://127.0.0.1:{GATEWAY}/leads/healthz").json()["service"] == "leads"
+        r = requests.get(f"http://127.0.0.1:{GATEWAY}/app/sales/")
+        assert r.status_code == 200 and "importmap" in r.text
+        assert requests.get(f"http://127.0.0.1:{GATEWAY}/app/config.json").json()["auth"] == "dev"
         r = requests.post("http://127.0.0.1:8003/v1/agents", headers=SUPERVISOR,
                           json={"user_id": "agent-7", "name": "王芳", "skills": ["complaints"], "max_open": 5})
         assert r.status_code == 201, r.text
@@ -70,7 +76,7 @@ def test_make_run_starts_everything_and_ctrl_c_stops_it(tmp_path):
     log.close()
     out = (tmp_path / "run.log").read_text(errors="replace")
     assert "platform stopped" in out, out[-2000:]
-    wait_until(lambda: not any(_listening(port) for port in PORTS.values()), timeout=10, message="ports freed")
+    wait_until(lambda: not any(_listening(port) for port in [*PORTS.values(), GATEWAY]), timeout=10, message="ports freed")
     assert {f.name for f in (tmp_path / "data").glob("*.db")} >= {"leads.db", "sales.db", "service-desk.db",
                                                                    "notify.db", "bus.db"}
     # a second start finds the same data (migrations are not re-run destructively)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from datetime import timedelta
@@ -72,6 +73,63 @@ def dl_replay(service, ids):
     click.echo(f"replayed {n} message(s) into {service}")
 
 
+@main.group()
+def outbox():
+    """A producer's outbox: re-publish kept events to one consumer."""
+
+
+def _when(value):
+    from datetime import datetime, timezone
+    if value is None:
+        return None
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 time, e.g. 2026-11-23T02:00:00+00:00")
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+@outbox.command("republish")
+@click.argument("producer")
+@click.option("--to", "consumer", required=True, help="the one service whose queue receives the copies")
+@click.option("--since", default=None, help="only events created at or after this time (ISO 8601, UTC if no zone)")
+@click.option("--until", default=None, help="only events created before this time")
+@click.option("--type", "types", multiple=True, help="only these event types (default: every type the consumer "
+                                                     "consumes); repeat for several")
+@click.option("--dry-run", is_flag=True, help="count what would be sent, send nothing")
+def outbox_republish(producer, consumer, since, until, types, dry_run):
+    """Copy PRODUCER's published events (kept OUTBOX_RETENTION_DAYS) into CONSUMER's queue only,
+    in commit order. Runs with the producer's DATABASE_URL and BUS_URL; the consumer's inbox skips
+    the events it has already applied."""
+    from .events.catalogue import PRODUCERS
+    from .republish import consumed_types, republish
+    from .runtime import Runtime
+    if consumer not in services.installed() and consumer not in _catalogue_services():
+        raise click.BadParameter(f"unknown service {consumer!r}", param_hint="--to")
+    produced = [t for t, p in PRODUCERS.items() if p == producer]
+    wanted = consumed_types(consumer, produced)
+    if types:
+        unknown = sorted(set(types) - set(wanted))
+        if unknown:
+            raise click.BadParameter(f"{', '.join(unknown)}: not an event {producer} produces and {consumer} "
+                                     f"consumes ({', '.join(wanted) or 'none'})", param_hint="--type")
+        wanted = sorted(set(types))
+    if not wanted:
+        raise click.ClickException(f"{consumer} consumes no event {producer} produces")
+    rt = Runtime(services.load(producer), Settings.from_env(producer))
+    try:
+        n = republish(rt, rt.bus, consumer, wanted, _when(since), _when(until), dry_run=dry_run)
+    finally:
+        rt.close()
+    verb = "would send" if dry_run else "sent"
+    click.echo(f"{verb} {n} event(s) of {producer} ({', '.join(wanted)}) to {consumer}'s queue only")
+
+
+def _catalogue_services():
+    from .events.catalogue import SERVICES
+    return SERVICES
+
+
 @main.command()
 @click.argument("names", nargs=-1)
 def migrate(names):
@@ -132,6 +190,9 @@ def run(data_dir):
     platform.start()
     for name in platform.services:
         click.echo(f"{name:>13}: {platform.url(name)}/docs", err=True)
+    # the development gateway: consoles under /app/, services under /leads/ … (crm_shared/gateway.py)
+    gateway = subprocess.Popen([sys.executable, "-m", "crm_shared.gateway", *(
+        f"--upstream={n}={platform.url(n)}" for n in platform.services)], env=platform.env, start_new_session=True)
     stopping = False
 
     def stop(*_):
@@ -141,11 +202,14 @@ def run(data_dir):
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     while not stopping:
-        if platform.exited():
-            click.echo(f"{', '.join(platform.exited())}: stopping the platform", err=True)
+        down = platform.exited() + ([f"gateway (exit {gateway.returncode})"] if gateway.poll() is not None else [])
+        if down:
+            click.echo(f"{', '.join(down)}: stopping the platform", err=True)
             break
         time.sleep(0.3)
+    gateway.terminate()
     platform.stop()
+    gateway.wait(10)
     click.echo("platform stopped", err=True)
     sys.exit(0 if stopping else 1)
 

@@ -22,6 +22,8 @@ class Settings:
     bus_namespace: str = "crm"
     env: str = "development"
     jwt_secret: str = DEV_JWT_SECRET
+    # HS256 rotation grace: tokens signed with this one are still accepted (never used to sign)
+    jwt_previous_secret: str | None = None
     jwks_url: str | None = None
     jwt_audience: str | None = None
     jwt_issuer: str | None = None
@@ -33,6 +35,10 @@ class Settings:
     relay_poll_ms: int = 200
     lease_seconds: int = 60
     delivery_limit: int = 20
+    # published outbox rows / processed event ids older than this are deleted (0: keep for ever);
+    # the inbox must remember longer than any event can come again (docs/OPERATIONS.md, "Retention")
+    outbox_retention_days: float = 7
+    inbox_retention_days: float = 30
     max_body_bytes: int = 2 * 1024 * 1024
     log_level: str = "INFO"
     extra: dict = field(default_factory=dict)
@@ -49,6 +55,7 @@ class Settings:
             bus_namespace=e.get("BUS_NAMESPACE", "crm"),
             env=e.get("CRM_ENV", "development"),
             jwt_secret=e.get("CRM_JWT_SECRET", DEV_JWT_SECRET),
+            jwt_previous_secret=e.get("CRM_JWT_PREVIOUS_SECRET") or None,
             jwks_url=e.get("CRM_JWKS_URL") or None,
             jwt_audience=e.get("CRM_JWT_AUDIENCE") or None,
             jwt_issuer=e.get("CRM_JWT_ISSUER") or None,
@@ -60,16 +67,28 @@ class Settings:
             lease_seconds=int(e.get("BUS_LEASE_SECONDS", "60")),
             delivery_limit=int(e.get("BUS_DELIVERY_LIMIT", "20")),
             max_body_bytes=int(e.get("MAX_BODY_BYTES", str(2 * 1024 * 1024))),
+            outbox_retention_days=float(e.get("OUTBOX_RETENTION_DAYS", "7")),
+            inbox_retention_days=float(e.get("INBOX_RETENTION_DAYS", "30")),
             log_level=e.get("LOG_LEVEL", "INFO"),
         )
         return replace(s, **overrides) if overrides else s
 
     def check(self) -> None:
         """Refuse settings that must never reach production."""
+        if self.inbox_retention_days and (not self.outbox_retention_days
+                                          or self.inbox_retention_days <= self.outbox_retention_days):
+            # a producer may re-publish (`crm outbox republish`) any event its outbox still holds:
+            # a consumer that forgot having processed it would apply it twice
+            raise RuntimeError("INBOX_RETENTION_DAYS must be longer than OUTBOX_RETENTION_DAYS "
+                               "(or 0: keep the inbox for ever)")
         if self.env == "production":
             if not self.jwks_url and (not self.jwt_secret or self.jwt_secret == DEV_JWT_SECRET or len(self.jwt_secret) < 32):
                 raise RuntimeError(
                     "CRM_ENV=production refuses the development JWT secret: set CRM_JWKS_URL "
                     "(RS256 from the identity provider) or a CRM_JWT_SECRET of 32+ characters")
+            if self.jwt_previous_secret is not None and (self.jwt_previous_secret == DEV_JWT_SECRET
+                                                         or len(self.jwt_previous_secret) < 32):
+                raise RuntimeError("CRM_ENV=production refuses a CRM_JWT_PREVIOUS_SECRET shorter than 32 "
+                                   "characters or equal to the development secret")
             if self.database_url.startswith("sqlite"):
                 raise RuntimeError("CRM_ENV=production needs DATABASE_URL pointing at PostgreSQL")

@@ -73,6 +73,13 @@ def make_engine(url: str, **kw) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         return engine
     kw.setdefault("pool_pre_ping", True)
+    # A database that drops packets instead of refusing them must not hang a request until the
+    # kernel gives up (minutes): the connection attempt and any unacknowledged write end after a
+    # few seconds, and the caller answers 503 with Retry-After like for a refused connection.
+    connect_args = {"connect_timeout": int(os.environ.get("DB_CONNECT_TIMEOUT", "5")),
+                    "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3,
+                    "tcp_user_timeout": int(os.environ.get("DB_TCP_USER_TIMEOUT_MS", "15000"))}
+    kw["connect_args"] = {**connect_args, **kw.get("connect_args", {})}
     if "poolclass" not in kw:
         kw.setdefault("pool_size", int(os.environ.get("DB_POOL_SIZE", "5")))
         kw.setdefault("max_overflow", int(os.environ.get("DB_MAX_OVERFLOW", "10")))

@@ -17,7 +17,7 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 
-from . import context, metrics
+from . import context, metrics, tracing
 from .bus import Delivery, Outcome
 from .events import REGISTRY, Envelope, EventValidationError, UnknownEventType
 from .events.envelope import EnvelopeError
@@ -31,7 +31,7 @@ class Dispatcher:
 
     def __init__(self, runtime, handlers: dict):
         self.rt = runtime
-        self.handlers = handlers
+        self.handlers = tracing.traced_handlers(runtime, handlers)  # unchanged unless tracing is on
         self.delays = runtime.settings.retry_delays_ms or (1000,)
         dialect = runtime.engine.dialect.name
         self._insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(runtime.inbox)

@@ -1,4 +1,5 @@
-"""JSON logs carrying the service name and the correlation id."""
+"""JSON logs carrying the service name and the correlation id (and, with tracing on, the trace and
+span ids)."""
 from __future__ import annotations
 
 import logging
@@ -7,7 +8,7 @@ import sys
 
 from pythonjsonlogger.json import JsonFormatter
 
-from . import context
+from . import context, tracing
 
 
 class _ContextFilter(logging.Filter):
@@ -19,6 +20,9 @@ class _ContextFilter(logging.Filter):
         record.service = self.service
         record.correlation_id = context.correlation_id.get()
         record.causation_id = context.causation_id.get()
+        ids = tracing.log_ids()  # only when tracing is on: the line then names its trace and span
+        if ids is not None:
+            record.trace_id, record.span_id = ids
         return True
 
 

@@ -56,3 +56,46 @@ def drop_messaging_tables(op) -> None:
     md = db.new_metadata()
     db.messaging_tables(md)
     md.drop_all(op.get_bind())
+
+
+# -- helpers for zero-downtime migrations (docs/MIGRATIONS.md) --------------------------------------
+
+def set_lock_timeout(op, timeout: str = "5s") -> None:
+    """Fail fast rather than queue behind a long transaction while blocking every query behind us
+    (PostgreSQL; the migrations Job retries)."""
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(f"SET LOCAL lock_timeout = '{timeout}'")
+
+
+def create_index_online(op, name: str, table: str, columns: list[str]) -> None:
+    """CREATE INDEX CONCURRENTLY on PostgreSQL (no write lock while it builds), plain elsewhere."""
+    if op.get_bind().dialect.name == "postgresql":
+        with op.get_context().autocommit_block():
+            op.create_index(name, table, columns, postgresql_concurrently=True, if_not_exists=True)
+    else:
+        op.create_index(name, table, columns)
+
+
+def backfill(op, table: str, assignments: str, where: str, key: str = "id", batch: int = 1000) -> int:
+    """`UPDATE table SET assignments WHERE where`, in batches of `batch` rows, each batch its own
+    transaction on PostgreSQL (no long lock, no huge transaction); returns the rows updated.
+    `where` must become false for an updated row, or the loop would not end."""
+    from sqlalchemy import text
+    bind = op.get_bind()
+    total = 0
+    if bind.dialect.name == "postgresql":
+        sql = text(f"UPDATE {table} SET {assignments} WHERE {key} IN "
+                   f"(SELECT {key} FROM {table} WHERE {where} LIMIT {int(batch)} FOR UPDATE SKIP LOCKED)")
+        with op.get_context().autocommit_block():
+            while True:
+                n = bind.execute(sql).rowcount
+                total += n
+                if n == 0:
+                    return total
+    sql = text(f"UPDATE {table} SET {assignments} WHERE {key} IN "
+               f"(SELECT {key} FROM {table} WHERE {where} LIMIT {int(batch)})")
+    while True:
+        n = bind.execute(sql).rowcount
+        total += n
+        if n == 0:
+            return total

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import text
 
-from . import context, metrics
+from . import context, metrics, tracing
 from .events import REGISTRY, Envelope
 
 
@@ -50,6 +50,7 @@ class UnitOfWork:
                        occurred_at=self.runtime.clock.now().isoformat(),
                        correlation_id=context.correlation_id.get() or context.new_id(),
                        causation_id=context.causation_id.get())
+        env = tracing.on_emit(self.runtime, env)  # no-op unless tracing is on
         self.session.execute(self.runtime.outbox.insert().values(
             event_id=env.id, event_type=event_type, aggregate_type=aggregate_type, aggregate_id=str(aggregate_id),
             envelope=env.to_json(), created_at=self.runtime.clock.now()))

@@ -8,7 +8,7 @@ import os
 import signal
 import threading
 
-from . import logs
+from . import logs, retention, tracing
 from .bus import BusError
 from .config import Settings
 from .events.catalogue import SERVICES
@@ -37,7 +37,9 @@ class Worker:
         self.stop = threading.Event()
         self.threads: list[threading.Thread] = []
         self.parts = {"consume": consume and bool(runtime.definition.handlers), "relay": relay,
-                      "schedule": schedule and bool(runtime.definition.jobs)}
+                      "schedule": schedule}
+        # the service's own jobs, and the platform's: outbox and inbox retention
+        self.jobs = tuple(runtime.definition.jobs) + (retention.JOB,)
 
     def _consume(self):
         dispatcher = Dispatcher(self.rt, self.rt.definition.handlers)
@@ -53,7 +55,7 @@ class Worker:
                 log.warning("bus not reachable, retrying", extra={"error": str(exc)})
                 self.stop.wait(2.0)
         targets = {"consume": self._consume, "relay": lambda: Relay(self.rt).run(self.stop),
-                   "schedule": lambda: Scheduler(self.rt, self.rt.definition.jobs).run(self.stop)}
+                   "schedule": lambda: Scheduler(self.rt, self.jobs).run(self.stop)}
         for part, enabled in self.parts.items():
             if enabled:
                 t = threading.Thread(target=self._guard(part, targets[part]), name=f"{self.rt.name}-{part}")
@@ -94,3 +96,4 @@ def main(definition: ServiceDefinition, settings: Settings | None = None) -> Non
         pass
     worker.shutdown()
     rt.close()
+    tracing.shutdown()  # flush the last spans (no-op when tracing is off)

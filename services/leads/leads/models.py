@@ -85,6 +85,7 @@ leads = Table(
     Column("company", String(300), nullable=True),
     Column("phone", String(32), nullable=True),   # E.164
     Column("email", String(320), nullable=True),  # lower-cased
+    Column("email_domain", String(255), nullable=True),  # after the last @; NULL for rows of older releases
     Column("province", String(50), nullable=True),
     Column("city", String(50), nullable=True),
     Column("industry", String(100), nullable=True),
@@ -122,6 +123,7 @@ Index("ix_leads_owner_status", leads.c.owner_id, leads.c.status)
 Index("ix_leads_status_pooled_at", leads.c.status, leads.c.pooled_at)
 Index("ix_leads_team_id", leads.c.team_id)
 Index("ix_leads_campaign_id", leads.c.campaign_id)
+Index("ix_leads_email_domain", leads.c.email_domain)
 
 lead_keys = Table(
     "lead_keys", metadata,

@@ -110,6 +110,7 @@ class LeadQuery(PageQuery):
     province = Text(max_length=50)
     city = Text(max_length=50)
     industry = Text(max_length=100)
+    email_domain = Text(max_length=255, metadata={"description": "leads whose email is at this domain, e.g. acme.com"})
     q = Text(max_length=100)
 
 

@@ -17,6 +17,7 @@ from `Settings.extra` (tests set it explicitly) over the environment.
 | NOTIFY_HOLIDAYS | built-in (Spring Festival, Mid-Autumn, National Day) | JSON {key: {"name": {"zh-CN":..,"en":..}, "dates": [..] or "every_year": "MM-DD"}} |
 | NOTIFY_SSE_MAX_SECONDS / NOTIFY_SSE_POLL_SECONDS / NOTIFY_SSE_HEARTBEAT_SECONDS | 25 / 1 / 10 | the inbox stream (25 s stays under gunicorn's 30 s worker timeout; raise it with threaded workers) |
 | NOTIFY_DISPATCH_BATCH | 200 | deliveries claimed per dispatch run |
+| NOTIFY_DISPATCH_LEASE_SECONDS | 300 | how long a claimed delivery stays claimed: after a worker crash its claimed messages go out when this has passed |
 """
 from __future__ import annotations
 
@@ -59,6 +60,7 @@ class NotifyConfig:
     sse_poll_seconds: float
     sse_heartbeat_seconds: float
     dispatch_batch: int
+    dispatch_lease_seconds: float = 300.0
 
     @classmethod
     def load(cls, settings=None, env=None) -> "NotifyConfig":
@@ -84,6 +86,7 @@ class NotifyConfig:
             sse_poll_seconds=float(g("NOTIFY_SSE_POLL_SECONDS", 1)),
             sse_heartbeat_seconds=float(g("NOTIFY_SSE_HEARTBEAT_SECONDS", 10)),
             dispatch_batch=int(g("NOTIFY_DISPATCH_BATCH", 200)),
+            dispatch_lease_seconds=float(g("NOTIFY_DISPATCH_LEASE_SECONDS", 300)),
         )
 
 

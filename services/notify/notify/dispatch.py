@@ -17,6 +17,8 @@ from datetime import timedelta
 
 from sqlalchemy import and_, func, or_, select, update
 
+from crm_shared import tracing
+
 from . import models as m
 from . import store
 from .channels import ChannelDown, SendError
@@ -28,7 +30,6 @@ from .config import config_of
 from .domain.rules import next_retry, quiet_until, sms_parts, utc
 
 log = logging.getLogger(__name__)
-LEASE = timedelta(minutes=5)
 MAX_THREADS = 8
 
 
@@ -62,7 +63,8 @@ def claim(rt, limit: int) -> list:
         ids = [r.id for r in uow.session.execute(q)]
         if not ids:
             return []
-        uow.session.execute(update(d).where(d.c.id.in_(ids)).values(status="sending", lease_until=now + LEASE))
+        lease = timedelta(seconds=config_of(rt).dispatch_lease_seconds)
+        uow.session.execute(update(d).where(d.c.id.in_(ids)).values(status="sending", lease_until=now + lease))
         rows = uow.session.execute(select(d).where(d.c.id.in_(ids)).order_by(d.c.due_at, d.c.id)).all()
         uow.commit()
     return rows
@@ -91,10 +93,15 @@ def _run_channel(rt, rows) -> None:
     down = None
     for row in rows:
         if down is not None:
-            _release(rt, row, down)
+            # wait as long as the row that found the channel down: left due now, the rows of a
+            # channel that is down would fill every claim and starve the channels that work
+            _release(rt, row, down, delay=timedelta(seconds=config_of(rt).retry_base_seconds))
             continue
         try:
-            _deliver(rt, row)
+            # continues the trace of the event that planned it (a no-op when tracing is off)
+            with tracing.span_from(rt.name, f"notify deliver {row.channel}", row.trace_context,
+                                   **{"crm.delivery_id": int(row.id), "crm.event_type": row.event_type}):
+                _deliver(rt, row)
         except ChannelDown as exc:
             down = str(exc)
         except Exception:  # noqa: BLE001 - one bad row must not stop the others
@@ -102,11 +109,20 @@ def _run_channel(rt, rows) -> None:
             _release(rt, row, "internal error, will be tried again")
 
 
-def _release(rt, row, why: str) -> None:
-    """Back to pending without counting a try (the channel was down before this row's turn)."""
+def topic_of(event_type: str) -> str:
+    """What an inbox item is about: the event type's first word (lead, ticket, reminder ...)."""
+    return event_type.split(".", 1)[0][:40]
+
+
+def _release(rt, row, why: str, delay: timedelta | None = None) -> None:
+    """Back to pending without counting a try (the channel was down before this row's turn),
+    due again after `delay`."""
+    values = dict(status="pending", lease_until=None, note=f"waiting: {why}"[:500])
+    if delay is not None:
+        values["due_at"] = rt.clock.now() + delay
     with rt.uow() as uow:
         uow.session.execute(update(m.deliveries).where(m.deliveries.c.id == row.id, m.deliveries.c.status == "sending")
-                            .values(status="pending", lease_until=None, note=f"waiting: {why}"[:500]))
+                            .values(**values))
         uow.commit()
 
 
@@ -187,7 +203,7 @@ def _to_inbox(rt, row, now) -> None:
         s = uow.session
         stmt = store.insert_ignore(s, m.inbox_items).values(
             user_id=row.recipient, delivery_id=row.id, event_id=row.event_id, event_type=row.event_type,
-            title=row.subject or row.event_type, body=row.body or "", refs=row.payload or {}, created_at=now)
+            topic=topic_of(row.event_type), title=row.subject or row.event_type, body=row.body or "", refs=row.payload or {}, created_at=now)
         s.execute(stmt.on_conflict_do_nothing())
         s.execute(m.delivery_attempts.insert().values(delivery_id=row.id, attempt=row.attempts + 1, at=now, ok=True,
                                                       error=None, duration_ms=0))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import select, update
 
+from crm_shared import tracing
 from crm_shared.events.catalogue import bindings_for
 
 from . import models as m
@@ -81,6 +82,11 @@ def handle(uow, env, payload: dict) -> None:
         planner.follow_up_reminder(env, payload)
     elif env.type == "approval.requested":
         planner.approval_reminder(env, payload)
+    trace = tracing.current_context(uow.runtime.name)  # None unless tracing is on
+    if trace:
+        # the deliveries continue this event's trace when the dispatch job sends them
+        s.execute(update(m.deliveries).where(m.deliveries.c.event_id == env.id, m.deliveries.c.trace_context.is_(None))
+                  .values(trace_context=trace))
 
 
 # Every event the catalogue binds to notify goes through the same handler.

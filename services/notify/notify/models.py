@@ -123,6 +123,7 @@ deliveries = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("last_attempt_at", DateTime(timezone=True), nullable=True),
     Column("sent_at", DateTime(timezone=True), nullable=True),
+    Column("trace_context", JSON, nullable=True),          # W3C context of the handling that planned it (tracing on)
     UniqueConstraint("event_id", "recipient", "channel", name="uq_deliveries_once"),
 )
 Index("ix_deliveries_due", deliveries.c.status, deliveries.c.due_at)
@@ -148,6 +149,7 @@ inbox_items = Table(
     Column("delivery_id", BigInteger().with_variant(Integer, "sqlite"), nullable=False, unique=True),
     Column("event_id", String(80), nullable=False),
     Column("event_type", String(100), nullable=False),
+    Column("topic", String(40), nullable=True),            # event_type's first word; NULL: written by an older release
     Column("title", Text, nullable=False),
     Column("body", Text, nullable=False),
     Column("refs", JSON, nullable=False),
@@ -155,3 +157,4 @@ inbox_items = Table(
     Column("read_at", DateTime(timezone=True), nullable=True),
 )
 Index("ix_inbox_items_user", inbox_items.c.user_id, inbox_items.c.id)
+Index("ix_inbox_items_user_topic", inbox_items.c.user_id, inbox_items.c.topic, inbox_items.c.id)

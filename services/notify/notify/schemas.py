@@ -227,6 +227,8 @@ class WebhookOut(_Out):
 
 class InboxQuery(Schema):
     unread = fields.Boolean(load_default=False)
+    topic = fields.String(load_default=None, allow_none=True, validate=validate.Regexp(r"^[a-z_]{1,40}$"),
+                          metadata={"description": "only items about this: lead, ticket, approval, reminder ..."})
     limit = fields.Integer(load_default=50, validate=validate.Range(1, 200))
     before_id = fields.Integer(load_default=None, allow_none=True, metadata={"description": "page: items older than this id"})
 
@@ -235,6 +237,7 @@ class InboxItemOut(_Out):
     id = fields.String()
     event_type = fields.String()
     event_id = fields.String()
+    topic = fields.String(metadata={"description": "the event type's first word: lead, ticket, approval ..."})
     title = fields.String()
     body = fields.String()
     refs = fields.Dict(metadata={"description": "ids of what the item is about (lead_id, ticket_id...)"})

@@ -45,6 +45,23 @@ def test_lead_assigned_reaches_inbox_and_email_once_whatever_the_redeliveries(ma
     assert all(r.status == "sent" and r.attempts == 1 for r in env.deliveries(event_id=e.id))
 
 
+def test_a_channel_that_is_down_does_not_starve_the_inbox(make_env):
+    """SMTP unreachable and far more pending emails than one claim holds: every in-app message
+    still goes out in one dispatch (the emails wait for their retry instead of filling each claim)."""
+    env = make_env(SMTP_URL="smtp://127.0.0.1:9", NOTIFY_DISPATCH_BATCH="10")
+    env.recipient("u1")
+    events = [env.publish("lead.assigned", dict(LEAD, lead_id=f"L{i}")) for i in range(60)]
+    env.send_due()
+    inbox = env.deliveries(channel="inbox")
+    assert len(inbox) == 60 and {r.status for r in inbox} == {"sent"}
+    emails = env.deliveries(channel="email")
+    assert len(emails) == 60 and {r.status for r in emails} == {"pending"}
+    # one email per claim found the server down (a try); the others waited without using one
+    assert 0 < sum(r.attempts for r in emails) <= 60 // 10 * 2
+    assert all(r.due_at.replace(tzinfo=None) > env.clock.now().replace(tzinfo=None) for r in emails)
+    assert len(events) == 60
+
+
 def test_html_part_escapes_payload_values(make_env, smtp):
     env = make_env(SMTP_URL=smtp.url)
     env.recipient("u1", language="en")

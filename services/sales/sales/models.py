@@ -27,6 +27,7 @@ customers = Table(
     Column("email", String(254)),
     Column("phone_key", String(50), index=True),
     Column("email_key", String(254), index=True),
+    Column("email_domain", String(254), index=True),  # after the last @ of email_key; NULL: an older release wrote it
     Column("company_key", String(420), index=True),
     Column("owner_id", USER, index=True),
     Column("team_id", USER, index=True),

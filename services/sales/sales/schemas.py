@@ -113,6 +113,7 @@ class CustomerQuery(Schema):
     owner = Text(max_length=64)
     tier = Text(validate=validate.OneOf(["gold", "silver", "bronze", "prospect"]))
     churn_risk = fields.Boolean()
+    email_domain = Text(max_length=254, metadata={"description": "customers whose email is at this domain"})
     q = Text(max_length=100)
     limit = fields.Integer(load_default=100, validate=validate.Range(1, 500))
     offset = fields.Integer(load_default=0, validate=validate.Range(0, 10**9))

@@ -110,6 +110,7 @@ tickets = Table(
     Column("pending_since", TS, nullable=True),
     Column("held_seconds", Float, nullable=False),  # total wall-clock time spent in pending
     Column("resolved_at", TS, nullable=True),
+    Column("resolution_seconds", Float, nullable=True),  # resolved_at - created_at - held_seconds
     Column("closed_at", TS, nullable=True),
     Column("escalated_to", Id, nullable=True),
     Column("auto_reply", Text, nullable=True),

@@ -71,6 +71,8 @@ class TicketOut(Schema):
     pending_since = fields.DateTime(allow_none=True)
     held_seconds = fields.Float(metadata={"description": "total time spent in pending (SLA paused)"})
     resolved_at = fields.DateTime(allow_none=True)
+    resolution_seconds = fields.Float(allow_none=True, metadata={
+        "description": "time to resolve, pending time excluded; null while not resolved"})
     closed_at = fields.DateTime(allow_none=True)
     escalated_to = fields.String(allow_none=True)
     auto_reply = fields.String(allow_none=True)

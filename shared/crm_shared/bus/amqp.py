@@ -270,6 +270,26 @@ class AmqpBus(Bus):
             ch.close()  # the ones not replayed return to the dead-letter queue
         return n
 
+    def send_to_queue(self, service, messages):
+        """Through the default exchange to `crm.<service>` (confirmed one by one: an operator's
+        command, not the hot path); `type` carries the event type, as for retries and replays."""
+        n = 0
+        try:
+            with self._connection() as conn:
+                ch = conn.channel()
+                ch.confirm_select()
+                for m in messages:
+                    msg = amqp.Message(m.body, content_type="application/json", delivery_mode=2,
+                                       message_id=m.message_id, type=m.routing_key,
+                                       correlation_id=m.correlation_id or "",
+                                       application_headers={"x-crm-republished": 1})
+                    ch.basic_publish_confirm(msg, exchange="", routing_key=self.topology.queue(service), mandatory=True)
+                    n += 1
+                ch.close()
+        except CONNECTION_ERRORS as exc:
+            raise BusError(f"send to {service} failed after {n} message(s): {exc}") from exc
+        return n
+
     def queue_depth(self, service):
         with self._connection() as conn:
             _, count, _ = conn.channel().queue_declare(self.topology.queue(service), passive=True)

@@ -111,6 +111,11 @@ class Bus(abc.ABC):
         """Move dead letters (all, or those named) back to the service's queue; returns how many."""
 
     @abc.abstractmethod
+    def send_to_queue(self, service: str, messages: list[OutgoingMessage]) -> int:
+        """Put messages into one service's queue only (not through the topic exchange: no other
+        subscriber gets them), persistently and confirmed; returns how many. `crm outbox republish`."""
+
+    @abc.abstractmethod
     def queue_depth(self, service: str) -> int: ...
 
     @abc.abstractmethod

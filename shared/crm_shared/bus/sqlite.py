@@ -201,6 +201,18 @@ class SqliteBus(Bus):
                                "WHERE queue = ? AND dead = 1 AND message_id = ?", (time.time(), q, mid)).rowcount
             return n
 
+    def send_to_queue(self, service, messages):
+        now = time.time()
+        try:
+            with self._tx() as c:
+                c.executemany("INSERT INTO messages(queue, message_id, routing_key, body, visible_at) "
+                              "VALUES (?, ?, ?, ?, ?)",
+                              [(self.topology.queue(service), m.message_id, m.routing_key, m.body, now)
+                               for m in messages])
+        except sqlite3.Error as exc:
+            raise BusError(str(exc)) from exc
+        return len(messages)
+
     def queue_depth(self, service):
         (n,) = self._conn().execute("SELECT COUNT(*) FROM messages WHERE queue = ? AND dead = 0",
                                     (self.topology.queue(service),)).fetchone()

@@ -21,9 +21,15 @@ class Envelope:
     occurred_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
     correlation_id: str | None = None
     causation_id: str | None = None
+    # W3C trace context of the producing span ({"traceparent": ..., "tracestate": ...}), only when
+    # tracing is on (crm_shared.tracing); absent from the JSON otherwise
+    trace_context: dict | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if d["trace_context"] is None:
+            del d["trace_context"]
+        return d
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"), sort_keys=True)
@@ -52,4 +58,13 @@ class Envelope:
             raise EnvelopeError("payload must be an object and version an integer")
         return cls(type=data["type"], payload=data["payload"], producer=data["producer"], id=str(data["id"]),
                    version=data["version"], occurred_at=data["occurred_at"],
-                   correlation_id=data.get("correlation_id"), causation_id=data.get("causation_id"))
+                   correlation_id=data.get("correlation_id"), causation_id=data.get("causation_id"),
+                   trace_context=_trace_context(data.get("trace_context")))
+
+
+def _trace_context(value) -> dict | None:
+    """Lenient: a malformed trace context is dropped (the event is still handled, untraced)."""
+    if isinstance(value, dict) and value and all(isinstance(k, str) and isinstance(v, str) and len(v) <= 512
+                                                  for k, v in value.items()) and len(value) <= 8:
+        return value
+    return None

@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 from prometheus_client.core import GaugeMetricFamily
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from .. import context, db, logs, metrics
+from .. import context, db, logs, metrics, tracing
 from ..clock import Clock
 from ..config import Settings
 from ..runtime import Runtime
@@ -57,6 +57,7 @@ def create_service_app(definition: ServiceDefinition, settings: Settings | None 
     errors.register(app)
     _register_hooks(app, definition.name, settings)
     _register_ops_endpoints(app, runtime)
+    tracing.instrument_app(app, definition.name)  # no-op unless tracing is on
     return app
 
 

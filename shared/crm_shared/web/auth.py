@@ -35,6 +35,20 @@ class TokenVerifier:
         self.settings = settings
         self._jwks = jwt.PyJWKClient(settings.jwks_url, cache_keys=True) if settings.jwks_url else None
 
+    def _decode_hs256(self, token: str, options: dict) -> dict:
+        """The current secret first; during a rotation (CRM_JWT_PREVIOUS_SECRET) a token whose
+        signature does not match it is tried against the previous one. Only the signature check
+        falls back: an expired or otherwise invalid token is refused as it is."""
+        s = self.settings
+        try:
+            return jwt.decode(token, s.jwt_secret, algorithms=["HS256"], audience=s.jwt_audience,
+                              issuer=s.jwt_issuer, options=options)
+        except jwt.InvalidSignatureError:
+            if not s.jwt_previous_secret:
+                raise
+            return jwt.decode(token, s.jwt_previous_secret, algorithms=["HS256"], audience=s.jwt_audience,
+                              issuer=s.jwt_issuer, options=options)
+
     def verify(self, token: str) -> Principal:
         s = self.settings
         options = {"require": ["sub", "exp", "roles"]}
@@ -44,8 +58,7 @@ class TokenVerifier:
                 claims = jwt.decode(token, key, algorithms=["RS256"], audience=s.jwt_audience, issuer=s.jwt_issuer,
                                     options=options)
             else:
-                claims = jwt.decode(token, s.jwt_secret, algorithms=["HS256"], audience=s.jwt_audience,
-                                    issuer=s.jwt_issuer, options=options)
+                claims = self._decode_hs256(token, options)
         except jwt.ExpiredSignatureError:
             raise Unauthorized("The token has expired.")
         except jwt.PyJWTError as exc:

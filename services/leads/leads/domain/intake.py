@@ -61,6 +61,7 @@ def prepare(data: dict) -> dict:
         errors["source"] = [f"Must be one of: {', '.join(SOURCES)}."]
     if errors:
         raise Invalid(errors)
+    out["email_domain"] = normalise.email_domain(out["email"])
     return out
 
 

@@ -133,6 +133,7 @@ def edit(uow, lead_id, actor, changes: dict, now) -> dict:
     except IntegrityError:
         raise Conflict("Another lead or customer already has this contact data.")
     session.execute(update(leads).where(leads.c.id == row["id"]).values(
-        **{k: norm[k] for k in merged if k in norm}, score=score, tier=tier, updated_at=now))
+        **{k: norm[k] for k in merged if k in norm}, email_domain=norm["email_domain"], score=score, tier=tier,
+        updated_at=now))
     history(session, row["id"], "edited", now, actor, reason=", ".join(sorted(changes)))
     return dict(get(session, row["id"]))

@@ -44,6 +44,13 @@ def email(raw: str | None) -> str | None:
     return info.normalized.lower()
 
 
+def email_domain(normalised_email: str | None) -> str | None:
+    """The domain of a normalised address (after its last @), for filtering by organisation."""
+    if not normalised_email or "@" not in normalised_email:
+        return None
+    return normalised_email.rsplit("@", 1)[1].lower() or None
+
+
 # longest first, so "有限责任公司" is removed before "公司"
 _SUFFIXES = sorted([
     "股份有限公司", "有限责任公司", "有限公司", "集团有限公司", "集团股份有限公司", "集团", "公司",

@@ -31,6 +31,11 @@ def email_key(email: str | None) -> str | None:
     return email.strip().lower() if email else None
 
 
+def email_domain(email: str | None) -> str | None:
+    key = email_key(email)
+    return key.rsplit("@", 1)[1] or None if key and "@" in key else None
+
+
 def company_key(company: str | None, city: str | None) -> str | None:
     if not company or not city:
         return None
@@ -86,7 +91,8 @@ def create(uow, data: dict, *, now, source: str, check_duplicates: bool = True):
                            _owner=dup.owner_id, _team=dup.team_id)
     values = {k: data.get(k) for k in ("name", "company", "phone", "email", "owner_id", "team_id", "lead_id",
                                        "campaign_id", "province", "city", "industry", "birthday", "language")}
-    values.update(keys(data), source=source, tier="prospect", churn_risk=False, revision=1, created_at=now,
+    values.update(keys(data), email_domain=email_domain(data.get("email")), source=source, tier="prospect",
+                  churn_risk=False, revision=1, created_at=now,
                   updated_at=now)
     cid = s.execute(c.insert().values(**values)).inserted_primary_key[0]
     for contact in data.get("contacts") or []:
@@ -110,7 +116,7 @@ def update_fields(uow, customer_id: int, changes: dict, *, now):
         dup, matched = find_duplicate(s, merged, exclude_id=customer_id)
         if dup is not None:
             raise Conflict(f"Another customer has the same {matched}.", matched_on=matched)
-        changes.update(keys(merged))
+        changes.update(keys(merged), email_domain=email_domain(merged.get("email")))
     if changes.get("churn_risk") is False:
         changes["churn_reason"] = None
     s.execute(c.update().where(c.c.id == customer_id).values(**changes, revision=row.revision + 1, updated_at=now))

@@ -28,6 +28,9 @@ def represent(session, rows) -> list[dict]:
         d = dict(r)
         for f in TS_FIELDS:
             d[f] = aware(d[f])
+        if d.get("resolution_seconds") is None and d["resolved_at"] is not None:
+            # resolved by the previous release (before 0003): computed until the contract step
+            d["resolution_seconds"] = rules.resolution_elapsed(d["created_at"], d["resolved_at"]) - (d["held_seconds"] or 0)
         d["sla"] = dues[r["id"]]
         d["breached"] = any(t["breached_at"] is not None for t in d["sla"].values())
         out.append(d)

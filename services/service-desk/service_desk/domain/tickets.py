@@ -2,9 +2,9 @@
 within 7 days of resolution), comments and the first-response timer, reassignment."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import select, update
+from sqlalchemy import literal, select, update
 
 from ..models import comments, tickets
 from . import csat, customers, routing, sla
@@ -151,8 +151,10 @@ def set_status(uow, cal: BusinessCalendar, ticket_id: int, target: str, actor: s
             _resume(s, cal, t, now, actor, None, quiet=True)
         sla.meet(s, ticket_id, "resolution", now)
         sla.meet(s, ticket_id, "next_response", now)
-        s.execute(update(tickets).where(tickets.c.id == ticket_id).values(status="resolved", resolved_at=now,
-                                                                          updated_at=now))
+        s.execute(update(tickets).where(tickets.c.id == ticket_id).values(
+            status="resolved", resolved_at=now, updated_at=now,
+            # held_seconds as _resume left it (SQL: the value in the row, not the one read before)
+            resolution_seconds=literal(resolution_elapsed(t["created_at"], now)) - tickets.c.held_seconds))
         record(s, ticket_id, now, "resolved", actor, note=note)
         token, expires = csat.create_request(s, ticket_id, t["customer_id"], now)
         uow.emit("ticket.resolved", event_payload(s, t, csat_token=token, csat_expires_at=expires.isoformat()),
@@ -173,7 +175,8 @@ def set_status(uow, cal: BusinessCalendar, ticket_id: int, target: str, actor: s
         if not (agent and routing.take_slot(s, agent, now)):
             agent, status = None, "new"
         s.execute(update(tickets).where(tickets.c.id == ticket_id).values(
-            status=status, assignee_id=agent, resolved_at=None, closed_at=None, updated_at=now))
+            status=status, assignee_id=agent, resolved_at=None, resolution_seconds=None, closed_at=None,
+            updated_at=now))
         targets = sla.targets_for(s, t["priority"], t["tier"])
         cycle = _next_cycle(s, ticket_id, "resolution")
         sla.start(s, cal, ticket_id, "resolution", targets["resolution"], now, cycle=cycle)
@@ -258,3 +261,12 @@ def list_comments(session, ticket_id: int) -> list[dict]:
     rows = session.execute(select(comments).where(comments.c.ticket_id == ticket_id)
                            .order_by(comments.c.created_at, comments.c.id)).mappings().all()
     return [{**dict(r), "created_at": aware(r["created_at"])} for r in rows]
+
+
+def resolution_elapsed(created_at, resolved_at) -> float:
+    """Seconds from filing to resolution (pending time not yet taken off)."""
+    if created_at.tzinfo is None:
+        created_at = created_at.replace(tzinfo=timezone.utc)
+    if resolved_at.tzinfo is None:
+        resolved_at = resolved_at.replace(tzinfo=timezone.utc)
+    return (resolved_at - created_at).total_seconds()

@@ -1,0 +1,26 @@
+"""leads: fill `email_domain` of existing leads (migrate), in batches of 1,000, each its own
+transaction on PostgreSQL.
+
+Revision ID: 0004
+Revises: 0003
+"""
+from alembic import op
+
+from crm_shared.migrations import backfill
+
+revision = "0004"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    if op.get_bind().dialect.name == "postgresql":
+        domain = "lower(substring(email from '@([^@]*)$'))"
+    else:
+        domain = "lower(substr(email, instr(email, '@') + 1))"
+    backfill(op, "leads", f"email_domain = {domain}", "email_domain IS NULL AND email LIKE '%@%'")
+
+
+def downgrade():
+    pass  # the data stays; 0003's downgrade drops the column
