@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SOURCES := shared/pyproject.toml $(wildcard services/*/pyproject.toml) requirements-dev.txt
 
-.PHONY: run test install bench reliability clean screenshots chromium
+.PHONY: run test install bench fuzz reliability clean screenshots chromium
 
 $(STAMP): $(SOURCES)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ run: $(STAMP)
 
 test: $(STAMP) chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# nightly: every service's OpenAPI fuzzed with 10x the requests of `make test`, fresh random examples
+fuzz: $(STAMP)
+	FUZZ_REQUESTS=$${FUZZ_REQUESTS:-20000} FUZZ_RANDOM=1 $(BIN)/python -m pytest tests/test_hostile_fuzz.py $(PYTEST_ARGS)
 
 screenshots: $(STAMP)
 	CRM_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest tests/browser -q

@@ -49,6 +49,17 @@ def messaging_tables(metadata: MetaData) -> tuple[Table, Table]:
     return outbox, inbox
 
 
+def rate_limit_table(metadata: MetaData) -> Table:
+    """Add `rate_limits` (web/ratelimit.py: public endpoints, per client address and window)."""
+    return Table(
+        "rate_limits", metadata,
+        Column("scope", String(40), primary_key=True),
+        Column("client", String(64), primary_key=True),
+        Column("window", BigInteger, primary_key=True, autoincrement=False),
+        Column("hits", Integer, nullable=False),
+    )
+
+
 def make_engine(url: str, **kw) -> Engine:
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from datetime import timezone
 
 from marshmallow import ValidationError, fields
 
@@ -39,3 +40,25 @@ class Money(fields.Decimal):
         kw.setdefault("as_string", True)
         kw.setdefault("allow_nan", False)
         super().__init__(*args, **kw)
+
+
+class Int(fields.Integer):
+    """An integer that fits a 64-bit column: a larger one is refused field by field (422) instead
+    of reaching the database driver, which cannot bind it (a 500)."""
+
+    LOW, HIGH = -(2 ** 63), 2 ** 63 - 1
+
+    def _validated(self, value):
+        number = super()._validated(value)
+        if number is not None and not self.LOW <= number <= self.HIGH:
+            raise ValidationError("Out of range.")
+        return number
+
+
+class UtcDateTime(fields.DateTime):
+    """A datetime out as ISO 8601 with its offset; a naive one (SQLite gives them back naive) is UTC."""
+
+    def _serialize(self, value, attr, obj, **kw):
+        if value is not None and getattr(value, "tzinfo", 1) is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return super()._serialize(value, attr, obj, **kw)

@@ -11,10 +11,11 @@ Integrity that must hold under concurrency is held by the database:
 from sqlalchemy import (JSON, BigInteger, Boolean, Column, Date, DateTime, ForeignKey, Index, Integer, Numeric,
                         PrimaryKeyConstraint, String, Table, Text, false, true)
 
-from crm_shared.db import messaging_tables, new_metadata
+from crm_shared.db import messaging_tables, new_metadata, rate_limit_table
 
 metadata = new_metadata()
 outbox, processed_events = messaging_tables(metadata)
+rate_limits = rate_limit_table(metadata)  # public endpoints, per client address
 
 BigId = BigInteger().with_variant(Integer, "sqlite")
 TS = DateTime(timezone=True)

@@ -5,7 +5,7 @@ from datetime import timezone
 
 from marshmallow import Schema, fields, validate
 
-from crm_shared.fields import Money, Text
+from crm_shared.fields import Int, Money, Text
 
 from .domain.intake import SOURCES
 from .domain.lifecycle import CHANNELS
@@ -31,8 +31,8 @@ class Id(fields.Field):
 
 
 class PageQuery(Schema):
-    page = fields.Integer(load_default=1, validate=validate.Range(min=1))
-    per_page = fields.Integer(load_default=50, validate=validate.Range(min=1, max=500))
+    page = Int(load_default=1, validate=validate.Range(min=1))
+    per_page = Int(load_default=50, validate=validate.Range(min=1, max=500))
 
 
 class LeadIn(Schema):
@@ -44,7 +44,7 @@ class LeadIn(Schema):
     city = Text(max_length=50, allow_none=True)
     industry = Text(max_length=100, allow_none=True)
     source = Source(load_default="other")
-    campaign_id = fields.Integer(allow_none=True, strict=True)
+    campaign_id = Int(allow_none=True, strict=True)
     referrer_customer_id = Text(max_length=64, allow_none=True)
     note = Text(max_length=5000, allow_none=True)
 
@@ -85,10 +85,10 @@ class LeadOut(Schema):
     owner_id = fields.String(allow_none=True)
     owner_name = fields.String(allow_none=True)
     team_id = Id(allow_none=True)
-    score = fields.Integer()
+    score = Int()
     tier = fields.String()
     locked = fields.Boolean()
-    duplicate_hits = fields.Integer()
+    duplicate_hits = Int()
     customer_id = fields.String(allow_none=True)
     created_at = Aware()
     updated_at = Aware()
@@ -103,9 +103,9 @@ class LeadOut(Schema):
 class LeadQuery(PageQuery):
     status = Text(max_length=20)
     owner_id = Text(max_length=64)
-    team_id = fields.Integer()
+    team_id = Int()
     source = Text(max_length=20)
-    campaign_id = fields.Integer()
+    campaign_id = Int()
     tier = Text(max_length=1)
     province = Text(max_length=50)
     city = Text(max_length=50)
@@ -114,10 +114,15 @@ class LeadQuery(PageQuery):
     q = Text(max_length=100)
 
 
+class LeadExportQuery(LeadQuery):
+    class Meta:
+        exclude = ("page", "per_page")
+
+
 class PoolQuery(PageQuery):
-    team_id = fields.Integer()
+    team_id = Int()
     source = Text(max_length=20)
-    campaign_id = fields.Integer()
+    campaign_id = Int()
     tier = Text(max_length=1)
     province = Text(max_length=50)
     city = Text(max_length=50)
@@ -127,10 +132,10 @@ class PoolQuery(PageQuery):
 
 class LeadPage(Schema):
     items = fields.List(fields.Nested(LeadOut))
-    total = fields.Integer()
+    total = Int()
     total_is_lower_bound = fields.Boolean(metadata={"description": "true when there are more than `total`"})
-    page = fields.Integer()
-    per_page = fields.Integer()
+    page = Int()
+    per_page = Int()
 
 
 class AssignIn(Schema):
@@ -196,25 +201,25 @@ class HistoryList(Schema):
 class MemberIn(Schema):
     user_id = Text(required=True, min_length=1, max_length=64)
     name = Text(required=True, min_length=1, max_length=200)
-    weight = fields.Integer(load_default=1, strict=True, validate=validate.Range(min=1, max=1000))
-    max_open_leads = fields.Integer(allow_none=True, strict=True, validate=validate.Range(min=0))
+    weight = Int(load_default=1, strict=True, validate=validate.Range(min=1, max=1000))
+    max_open_leads = Int(allow_none=True, strict=True, validate=validate.Range(min=0))
     active = fields.Boolean(load_default=True)
 
 
 class MemberPatch(Schema):
     name = Text(min_length=1, max_length=200)
-    weight = fields.Integer(strict=True, validate=validate.Range(min=1, max=1000))
-    max_open_leads = fields.Integer(allow_none=True, strict=True, validate=validate.Range(min=0))
+    weight = Int(strict=True, validate=validate.Range(min=1, max=1000))
+    max_open_leads = Int(allow_none=True, strict=True, validate=validate.Range(min=0))
     active = fields.Boolean()
 
 
 class MemberOut(Schema):
     user_id = fields.String()
     name = fields.String()
-    weight = fields.Integer()
-    max_open_leads = fields.Integer(allow_none=True)
+    weight = Int()
+    max_open_leads = Int(allow_none=True)
     active = fields.Boolean()
-    assigned_count = fields.Integer()
+    assigned_count = Int()
 
 
 class TeamIn(Schema):
@@ -248,27 +253,27 @@ class Conditions(Schema):
     city = fields.List(Text(max_length=50))
     industry = fields.List(Text(max_length=100))
     source = fields.List(Source())
-    campaign_id = fields.List(fields.Integer(strict=True))
-    min_score = fields.Integer(strict=True, validate=validate.Range(min=0, max=100))
+    campaign_id = fields.List(Int(strict=True))
+    min_score = Int(strict=True, validate=validate.Range(min=0, max=100))
 
 
 class RuleIn(Schema):
-    priority = fields.Integer(required=True, strict=True)
+    priority = Int(required=True, strict=True)
     conditions = fields.Nested(Conditions, load_default=dict)
-    team_id = fields.Integer(required=True, strict=True)
+    team_id = Int(required=True, strict=True)
     active = fields.Boolean(load_default=True)
 
 
 class RulePatch(Schema):
-    priority = fields.Integer(strict=True)
+    priority = Int(strict=True)
     conditions = fields.Nested(Conditions)
-    team_id = fields.Integer(strict=True)
+    team_id = Int(strict=True)
     active = fields.Boolean()
 
 
 class RuleOut(Schema):
     id = Id()
-    priority = fields.Integer()
+    priority = Int()
     conditions = fields.Dict()
     team_id = Id()
     active = fields.Boolean()
@@ -280,24 +285,24 @@ class RuleList(Schema):
 
 
 class TierDays(Schema):
-    no_follow_up = fields.Integer(strict=True, validate=validate.Range(min=1))
-    no_conversion = fields.Integer(strict=True, validate=validate.Range(min=1))
+    no_follow_up = Int(strict=True, validate=validate.Range(min=1))
+    no_conversion = Int(strict=True, validate=validate.Range(min=1))
 
 
 class PolicyFields(Schema):
-    recycle_no_follow_up_days = fields.Integer(strict=True, validate=validate.Range(min=1))
-    recycle_no_conversion_days = fields.Integer(strict=True, validate=validate.Range(min=1))
+    recycle_no_follow_up_days = Int(strict=True, validate=validate.Range(min=1))
+    recycle_no_conversion_days = Int(strict=True, validate=validate.Range(min=1))
     tier_days = fields.Dict(keys=fields.String(validate=validate.OneOf(["A", "B", "C", "D"])),
                             values=fields.Nested(TierDays))
-    warn_days_before = fields.Integer(strict=True, validate=validate.Range(min=0))
-    daily_claim_limit = fields.Integer(strict=True, validate=validate.Range(min=0))
-    reclaim_cooldown_days = fields.Integer(strict=True, validate=validate.Range(min=0))
-    new_entry_embargo_hours = fields.Integer(strict=True, validate=validate.Range(min=0))
-    lock_quota = fields.Integer(strict=True, validate=validate.Range(min=0))
+    warn_days_before = Int(strict=True, validate=validate.Range(min=0))
+    daily_claim_limit = Int(strict=True, validate=validate.Range(min=0))
+    reclaim_cooldown_days = Int(strict=True, validate=validate.Range(min=0))
+    new_entry_embargo_hours = Int(strict=True, validate=validate.Range(min=0))
+    lock_quota = Int(strict=True, validate=validate.Range(min=0))
 
 
 class PolicyQuery(Schema):
-    team_id = fields.Integer(metadata={"description": "omit for the company default"})
+    team_id = Int(metadata={"description": "omit for the company default"})
 
 
 class PolicyOut(PolicyFields):
@@ -365,9 +370,9 @@ class RoiOut(Schema):
     source = fields.String()
     currency = fields.String()
     budget = Money(allow_none=True)
-    leads = fields.Integer()
-    converted_leads = fields.Integer()
-    won_contracts = fields.Integer()
+    leads = Int()
+    converted_leads = Int()
+    won_contracts = Int()
     revenue = Money()
     cost = Money()
     cost_per_lead = Money(allow_none=True)
@@ -377,9 +382,9 @@ class RoiOut(Schema):
 
 class SourceReportRow(Schema):
     source = fields.String()
-    leads = fields.Integer()
-    converted_leads = fields.Integer()
-    won_contracts = fields.Integer()
+    leads = Int()
+    converted_leads = Int()
+    won_contracts = Int()
     revenue = fields.Dict(keys=fields.String(), values=fields.String())
     cost = fields.Dict(keys=fields.String(), values=fields.String())
 
@@ -391,8 +396,8 @@ class SourceReport(Schema):
 class SourceIn(Schema):
     name = Text(required=True, min_length=1, max_length=200)
     source = Source(required=True)
-    campaign_id = fields.Integer(allow_none=True, strict=True)
-    rate_per_minute = fields.Integer(load_default=60, strict=True, validate=validate.Range(min=1, max=100000))
+    campaign_id = Int(allow_none=True, strict=True)
+    rate_per_minute = Int(load_default=60, strict=True, validate=validate.Range(min=1, max=100000))
 
 
 class SourceOut(Schema):
@@ -400,7 +405,7 @@ class SourceOut(Schema):
     name = fields.String()
     source = fields.String()
     campaign_id = Id(allow_none=True)
-    rate_per_minute = fields.Integer()
+    rate_per_minute = Int()
     active = fields.Boolean()
     created_at = Aware()
     key = fields.String(metadata={"description": "shown once, when the source is created"})
@@ -418,7 +423,7 @@ class ImportForm(Schema):
     mapping = Text(max_length=5000, metadata={"description": 'JSON object {"CSV column": "lead field"}; '
                                                               "default: columns named like lead fields"})
     source = Source(load_default="import")
-    campaign_id = fields.Integer()
+    campaign_id = Int()
     encoding = Text(max_length=20, metadata={"description": "utf-8, utf-8-sig, gbk…; detected when omitted"})
 
 
@@ -427,7 +432,7 @@ class ImportFiles(Schema):
 
 
 class ImportRow(Schema):
-    row = fields.Integer()
+    row = Int()
     field = fields.String()
     message = fields.String()
     duplicate_of = fields.String(allow_none=True)
@@ -435,20 +440,20 @@ class ImportRow(Schema):
 
 
 class ImportOut(Schema):
-    total = fields.Integer()
-    created = fields.Integer()
-    duplicates = fields.Integer()
-    failed = fields.Integer()
+    total = Int()
+    created = Int()
+    duplicates = Int()
+    failed = Int()
     report = fields.List(fields.Nested(ImportRow))
 
 
 class ScoringIn(Schema):
-    completeness = fields.Dict(keys=fields.String(), values=fields.Integer(strict=True))
-    source = fields.Dict(keys=fields.String(), values=fields.Integer(strict=True))
+    completeness = fields.Dict(keys=fields.String(), values=Int(strict=True))
+    source = fields.Dict(keys=fields.String(), values=Int(strict=True))
     industry_fit = fields.Dict()
     region_fit = fields.Dict()
     tiers = fields.Dict(keys=fields.String(validate=validate.OneOf(["A", "B", "C"])),
-                        values=fields.Integer(strict=True, validate=validate.Range(min=0, max=100)))
+                        values=Int(strict=True, validate=validate.Range(min=0, max=100)))
 
 
 class AccessLogOut(Schema):
@@ -463,6 +468,6 @@ class AccessLogOut(Schema):
 
 class AccessLogList(Schema):
     items = fields.List(fields.Nested(AccessLogOut))
-    total = fields.Integer()
-    page = fields.Integer()
-    per_page = fields.Integer()
+    total = Int()
+    page = Int()
+    per_page = Int()

@@ -9,6 +9,7 @@ from `Settings.extra` (tests set it explicitly) over the environment.
 | SMS_URL | file://var/sms.jsonl | file://PATH (development sink, one JSON line per text) or https://provider/send |
 | SMS_KEY / SMS_SECRET | - | the HTTP provider's account key and signing secret |
 | NOTIFY_WEBHOOK_ALLOW_PRIVATE | 0 | 1 allows webhooks to loopback/private/link-local addresses (development, tests) |
+| NOTIFY_WEBHOOK_ALLOW_NETWORKS | - | comma-separated networks allowed although private, e.g. `127.0.0.1/32` for a local receiver, `10.8.0.0/16` for an intranet; checked at registration and at every connect |
 | NOTIFY_WEBHOOK_TIMEOUT | 5 | seconds per HTTP try (webhooks, robots, SMS provider) |
 | NOTIFY_RETRY_BASE_SECONDS | 60 | first retry delay; doubles each try, at most 6 h apart |
 | NOTIFY_RETRY_MAX_ATTEMPTS | 12 | tries before a delivery fails for good (webhooks also stop after 24 h) |
@@ -24,6 +25,8 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+
+from .channels.net import parse_networks
 
 from .domain.rules import DEFAULT_HOLIDAYS
 
@@ -48,6 +51,7 @@ class NotifyConfig:
     sms_key: str | None
     sms_secret: str | None
     allow_private: bool
+    allow_networks: tuple
     http_timeout: float
     retry_base_seconds: float
     retry_max_attempts: int
@@ -74,6 +78,7 @@ class NotifyConfig:
             sms_url=g("SMS_URL", "file://" + os.path.join(e.get("CRM_DATA_DIR", "var"), "sms.jsonl")),
             sms_key=g("SMS_KEY"), sms_secret=g("SMS_SECRET"),
             allow_private=_flag(g("NOTIFY_WEBHOOK_ALLOW_PRIVATE", "0")),
+            allow_networks=parse_networks(g("NOTIFY_WEBHOOK_ALLOW_NETWORKS", "")),
             http_timeout=float(g("NOTIFY_WEBHOOK_TIMEOUT", 5)),
             retry_base_seconds=float(g("NOTIFY_RETRY_BASE_SECONDS", 60)),
             retry_max_attempts=int(g("NOTIFY_RETRY_MAX_ATTEMPTS", 12)),

@@ -38,7 +38,7 @@ class Channels:
 
     def __init__(self, cfg):
         self.email = SmtpSender(cfg.smtp_url, cfg.mail_from, ca_file=cfg.smtp_ca_file)
-        self.webhook_http = HttpClient(cfg.allow_private, cfg.http_timeout)
+        self.webhook_http = HttpClient(cfg.allow_private, cfg.http_timeout, cfg.allow_networks)
         self.webhooks = WebhookSender(self.webhook_http)
         # the SMS provider's URL is the operator's configuration, not user input: not SSRF-guarded
         self.sms = provider(cfg.sms_url, cfg.sms_key, cfg.sms_secret, HttpClient(True, cfg.http_timeout))

@@ -6,7 +6,7 @@ import re
 from marshmallow import Schema, ValidationError, fields, validate, validates, validates_schema
 
 from crm_shared.events import REGISTRY
-from crm_shared.fields import Text
+from crm_shared.fields import Int, Text, UtcDateTime
 
 from .domain.defaults import TEMPLATE_KEYS
 from .domain.rules import LANGUAGES, valid_zone
@@ -217,10 +217,10 @@ class WebhookOut(_Out):
     condition = fields.Dict(allow_none=True)
     language = fields.String()
     enabled = fields.Boolean()
-    consecutive_failures = fields.Integer()
-    disabled_at = fields.DateTime(allow_none=True)
+    consecutive_failures = Int()
+    disabled_at = UtcDateTime(allow_none=True)
     disabled_reason = fields.String(allow_none=True)
-    created_at = fields.DateTime()
+    created_at = UtcDateTime()
 
 
 # -- inbox ----------------------------------------------------------------------------------------------
@@ -229,8 +229,8 @@ class InboxQuery(Schema):
     unread = fields.Boolean(load_default=False)
     topic = fields.String(load_default=None, allow_none=True, validate=validate.Regexp(r"^[a-z_]{1,40}$"),
                           metadata={"description": "only items about this: lead, ticket, approval, reminder ..."})
-    limit = fields.Integer(load_default=50, validate=validate.Range(1, 200))
-    before_id = fields.Integer(load_default=None, allow_none=True, metadata={"description": "page: items older than this id"})
+    limit = Int(load_default=50, validate=validate.Range(1, 200))
+    before_id = Int(load_default=None, allow_none=True, metadata={"description": "page: items older than this id"})
 
 
 class InboxItemOut(_Out):
@@ -241,22 +241,22 @@ class InboxItemOut(_Out):
     title = fields.String()
     body = fields.String()
     refs = fields.Dict(metadata={"description": "ids of what the item is about (lead_id, ticket_id...)"})
-    created_at = fields.DateTime()
-    read_at = fields.DateTime(allow_none=True)
+    created_at = UtcDateTime()
+    read_at = UtcDateTime(allow_none=True)
     read = fields.Boolean()
 
 
 class InboxPage(_Out):
     items = fields.List(fields.Nested(InboxItemOut))
-    unread = fields.Integer()
+    unread = Int()
 
 
 class UnreadCount(_Out):
-    unread = fields.Integer()
+    unread = Int()
 
 
 class ReadAllOut(_Out):
-    marked = fields.Integer()
+    marked = Int()
 
 
 # -- deliveries ---------------------------------------------------------------------------------------
@@ -267,15 +267,15 @@ class DeliveryQuery(Schema):
     channel = Text(load_default=None, max_length=20)
     status = Text(load_default=None, validate=validate.OneOf(
         ("pending", "sending", "sent", "failed", "cancelled", "digest", "digested")))
-    limit = fields.Integer(load_default=100, validate=validate.Range(1, 500))
+    limit = Int(load_default=100, validate=validate.Range(1, 500))
 
 
 class AttemptOut(_Out):
-    attempt = fields.Integer()
-    at = fields.DateTime()
+    attempt = Int()
+    at = UtcDateTime()
     ok = fields.Boolean()
     error = fields.String(allow_none=True)
-    duration_ms = fields.Integer()
+    duration_ms = Int()
 
 
 class DeliveryOut(_Out):
@@ -289,12 +289,12 @@ class DeliveryOut(_Out):
     status = fields.String()
     language = fields.String(allow_none=True)
     subject = fields.String(allow_none=True)
-    due_at = fields.DateTime()
-    attempts = fields.Integer()
+    due_at = UtcDateTime()
+    attempts = Int()
     last_error = fields.String(allow_none=True)
     note = fields.String(allow_none=True)
-    created_at = fields.DateTime()
-    last_attempt_at = fields.DateTime(allow_none=True)
-    sent_at = fields.DateTime(allow_none=True)
+    created_at = UtcDateTime()
+    last_attempt_at = UtcDateTime(allow_none=True)
+    sent_at = UtcDateTime(allow_none=True)
     digest_id = fields.String(allow_none=True)
     tries = fields.List(fields.Nested(AttemptOut))

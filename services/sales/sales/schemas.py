@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from crm_shared.fields import Money, Text
+from crm_shared.fields import Int, Money, Text
 
 from .domain.pipeline import STAGES
 
@@ -43,7 +43,7 @@ class UtcDateTime(fields.DateTime):
 
 
 Currency = lambda **kw: Text(min_length=3, max_length=3, validate=validate.Regexp(r"^[A-Z]{3}$"), **kw)  # noqa: E731
-Id = lambda **kw: fields.Integer(strict=True, validate=validate.Range(1, 2**31 - 1), **kw)  # noqa: E731
+Id = lambda **kw: Int(strict=True, validate=validate.Range(1, 2**31 - 1), **kw)  # noqa: E731
 
 
 class ContactSchema(Schema):
@@ -83,7 +83,7 @@ class CustomerPatch(Schema):
 
 
 class CustomerOut(Schema):
-    id = fields.Integer()
+    id = Int()
     name = fields.String()
     company = fields.String(allow_none=True)
     phone = fields.String(allow_none=True)
@@ -101,9 +101,9 @@ class CustomerOut(Schema):
     tier = fields.String()
     churn_risk = fields.Boolean()
     churn_reason = fields.String(allow_none=True)
-    open_tickets = fields.Integer(metadata={"description": "service-desk tickets still open (health)"})
-    open_complaints = fields.Integer()
-    revision = fields.Integer()
+    open_tickets = Int(metadata={"description": "service-desk tickets still open (health)"})
+    open_complaints = Int()
+    revision = Int()
     created_at = UtcDateTime()
     updated_at = UtcDateTime()
     contacts = fields.List(fields.Nested(ContactSchema))
@@ -115,13 +115,13 @@ class CustomerQuery(Schema):
     churn_risk = fields.Boolean()
     email_domain = Text(max_length=254, metadata={"description": "customers whose email is at this domain"})
     q = Text(max_length=100)
-    limit = fields.Integer(load_default=100, validate=validate.Range(1, 500))
-    offset = fields.Integer(load_default=0, validate=validate.Range(0, 10**9))
+    limit = Int(load_default=100, validate=validate.Range(1, 500))
+    offset = Int(load_default=0, validate=validate.Range(0, 10**9))
 
 
 class OpportunityOut(Schema):
-    id = fields.Integer()
-    customer_id = fields.Integer()
+    id = Int()
+    customer_id = Int()
     lead_id = fields.String(allow_none=True)
     name = fields.String()
     expected_amount = Money()
@@ -154,12 +154,12 @@ class OpportunityPatch(Schema):
 
 
 class OpportunityQuery(Schema):
-    customer_id = fields.Integer()
+    customer_id = Int()
     lead_id = Text(max_length=64)
     stage = fields.String(validate=validate.OneOf(STAGES))
     owner = Text(max_length=64)
-    limit = fields.Integer(load_default=100, validate=validate.Range(1, 500))
-    offset = fields.Integer(load_default=0, validate=validate.Range(0, 10**9))
+    limit = Int(load_default=100, validate=validate.Range(1, 500))
+    offset = Int(load_default=0, validate=validate.Range(0, 10**9))
 
 
 class ProductIn(Schema):
@@ -177,7 +177,7 @@ class ProductPatch(Schema):
 
 
 class ProductOut(Schema):
-    id = fields.Integer()
+    id = Int()
     sku = fields.String()
     name = fields.String()
     list_price = Money()
@@ -211,7 +211,7 @@ class QuotePatch(Schema):
 
 
 class QuoteLineOut(Schema):
-    seq = fields.Integer()
+    seq = Int()
     sku = fields.String()
     name = fields.String()
     quantity = Money()
@@ -223,8 +223,8 @@ class QuoteLineOut(Schema):
 
 
 class StepOut(Schema):
-    id = fields.Integer()
-    seq = fields.Integer()
+    id = Int()
+    seq = Int()
     role = fields.String(allow_none=True)
     users = fields.List(fields.String())
     mode = fields.String()
@@ -232,11 +232,11 @@ class StepOut(Schema):
     status = fields.String()
     started_at = UtcDateTime(allow_none=True)
     decided_at = UtcDateTime(allow_none=True)
-    escalations = fields.Integer()
+    escalations = Int()
 
 
 class TrailOut(Schema):
-    step = fields.Integer(allow_none=True)
+    step = Int(allow_none=True)
     actor_id = fields.String()
     action = fields.String()
     comment = fields.String(allow_none=True)
@@ -244,13 +244,13 @@ class TrailOut(Schema):
 
 
 class ApprovalOut(Schema):
-    id = fields.Integer()
+    id = Int()
     subject_type = fields.String()
-    subject_id = fields.Integer()
+    subject_id = Int()
     requester_id = fields.String()
     requester_team = fields.String(allow_none=True)
     status = fields.String()
-    current_step = fields.Integer()
+    current_step = Int()
     amount = Money(allow_none=True)
     currency = fields.String(allow_none=True)
     max_discount_pct = Money(allow_none=True)
@@ -261,15 +261,15 @@ class ApprovalOut(Schema):
 
 
 class QuoteOut(Schema):
-    id = fields.Integer()
-    opportunity_id = fields.Integer()
-    customer_id = fields.Integer()
+    id = Int()
+    opportunity_id = Int()
+    customer_id = Int()
     owner_id = fields.String()
     team_id = fields.String(allow_none=True)
     currency = fields.String()
     status = fields.String()
-    revision = fields.Integer()
-    previous_id = fields.Integer(allow_none=True)
+    revision = Int()
+    previous_id = Int(allow_none=True)
     subtotal = Money()
     discount_amount = Money()
     total = Money()
@@ -281,10 +281,10 @@ class QuoteOut(Schema):
 
 
 class QuoteQuery(Schema):
-    opportunity_id = fields.Integer()
+    opportunity_id = Int()
     status = fields.String()
-    limit = fields.Integer(load_default=100, validate=validate.Range(1, 500))
-    offset = fields.Integer(load_default=0, validate=validate.Range(0, 10**9))
+    limit = Int(load_default=100, validate=validate.Range(1, 500))
+    offset = Int(load_default=0, validate=validate.Range(0, 10**9))
 
 
 class PolicyStep(Schema):
@@ -301,8 +301,8 @@ class Policy(Schema):
         "description": "quote: maximum line discount in percent; contract: amount in the base currency. "
                        "The policy applies to values strictly over it; the highest matching threshold wins."})
     steps = fields.List(fields.Nested(PolicyStep), required=True, validate=validate.Length(min=1, max=10))
-    remind_after_hours = fields.Integer(load_default=24, validate=validate.Range(1, 24 * 90))
-    escalate_after_hours = fields.Integer(load_default=48, validate=validate.Range(1, 24 * 90))
+    remind_after_hours = Int(load_default=24, validate=validate.Range(1, 24 * 90))
+    escalate_after_hours = Int(load_default=48, validate=validate.Range(1, 24 * 90))
 
 
 class PolicySet(Schema):
@@ -317,7 +317,7 @@ class ApprovalQuery(Schema):
 class DecisionIn(Schema):
     decision = fields.String(required=True, validate=validate.OneOf(["approve", "reject", "return"]))
     comment = Text(max_length=2000, allow_none=True)
-    step = fields.Integer(strict=True, metadata={"description": "The step being decided; 409 if it has moved on."})
+    step = Int(strict=True, metadata={"description": "The step being decided; 409 if it has moved on."})
 
 
 class CommentIn(Schema):
@@ -326,7 +326,7 @@ class CommentIn(Schema):
 
 class DecisionOut(Schema):
     status = fields.String()
-    step = fields.Integer()
+    step = Int()
     final = fields.Boolean()
 
 
@@ -343,20 +343,20 @@ class ContractIn(Schema):
 
 
 class InstallmentOut(Schema):
-    id = fields.Integer()
-    seq = fields.Integer()
+    id = Int()
+    seq = Int()
     due_date = fields.Date()
     amount = Money()
     paid = Money()
     outstanding = Money()
-    overdue_level = fields.Integer()
+    overdue_level = Int()
 
 
 class ContractOut(Schema):
-    id = fields.Integer()
-    quote_id = fields.Integer()
-    customer_id = fields.Integer()
-    opportunity_id = fields.Integer(allow_none=True)
+    id = Int()
+    quote_id = Int()
+    customer_id = Int()
+    opportunity_id = Int(allow_none=True)
     owner_id = fields.String()
     team_id = fields.String(allow_none=True)
     lead_id = fields.String(allow_none=True)
@@ -367,8 +367,8 @@ class ContractOut(Schema):
     start_date = fields.Date()
     end_date = fields.Date()
     signed_on = fields.Date(allow_none=True)
-    predecessor_id = fields.Integer(allow_none=True)
-    successor_id = fields.Integer(allow_none=True)
+    predecessor_id = Int(allow_none=True)
+    successor_id = Int(allow_none=True)
     reason = fields.String(allow_none=True)
     outstanding = Money()
     created_at = UtcDateTime()
@@ -378,10 +378,10 @@ class ContractOut(Schema):
 
 
 class ContractQuery(Schema):
-    customer_id = fields.Integer()
+    customer_id = Int()
     status = fields.String()
-    limit = fields.Integer(load_default=100, validate=validate.Range(1, 500))
-    offset = fields.Integer(load_default=0, validate=validate.Range(0, 10**9))
+    limit = Int(load_default=100, validate=validate.Range(1, 500))
+    offset = Int(load_default=0, validate=validate.Range(0, 10**9))
 
 
 class SignIn(Schema):
@@ -408,13 +408,13 @@ class PaymentIn(Schema):
 
 
 class AllocationOut(Schema):
-    installment_id = fields.Integer()
+    installment_id = Int()
     amount = Money()
 
 
 class PaymentOut(Schema):
-    id = fields.Integer()
-    contract_id = fields.Integer()
+    id = Int()
+    contract_id = Int()
     amount = Money()
     currency = fields.String()
     paid_on = fields.Date()
@@ -429,9 +429,9 @@ class ProductLine(Schema):
 
 
 class OrderOut(Schema):
-    id = fields.Integer()
-    contract_id = fields.Integer()
-    customer_id = fields.Integer()
+    id = Int()
+    contract_id = Int()
+    customer_id = Int()
     owner_id = fields.String()
     team_id = fields.String(allow_none=True)
     status = fields.String()
@@ -444,8 +444,8 @@ class OrderOut(Schema):
 
 class OrderQuery(Schema):
     status = fields.String(validate=validate.OneOf(["submitted", "in_progress", "fulfilled", "rejected"]))
-    limit = fields.Integer(load_default=100, validate=validate.Range(1, 500))
-    offset = fields.Integer(load_default=0, validate=validate.Range(0, 10**9))
+    limit = Int(load_default=100, validate=validate.Range(1, 500))
+    offset = Int(load_default=0, validate=validate.Range(0, 10**9))
 
 
 class RatesIn(Schema):

@@ -2,10 +2,11 @@
 from sqlalchemy import (JSON, BigInteger, Boolean, Column, Date, DateTime, Float, ForeignKey, Index, Integer, String,
                         Table, Text, UniqueConstraint)
 
-from crm_shared.db import messaging_tables, new_metadata
+from crm_shared.db import messaging_tables, new_metadata, rate_limit_table
 
 metadata = new_metadata()
 outbox, processed_events = messaging_tables(metadata)
+rate_limits = rate_limit_table(metadata)  # public endpoints, per client address
 
 Id = String(64)
 PK = BigInteger().with_variant(Integer, "sqlite")

@@ -1,7 +1,7 @@
 """marshmallow schemas of the service-desk API."""
 from marshmallow import Schema, fields, validate, validates_schema, ValidationError
 
-from crm_shared.fields import Text
+from crm_shared.fields import Int, Text
 
 from .domain.common import CHANNELS, PRIORITIES, QUEUES, TYPES
 from .domain.reports import GROUPS
@@ -32,14 +32,14 @@ class TicketQuery(Schema):
     assignee = Text(max_length=64, metadata={"description": "a user id, or `me`"})
     customer_id = Text(max_length=64)
     breached = fields.Boolean()
-    limit = fields.Integer(load_default=50, validate=validate.Range(1, 200))
-    offset = fields.Integer(load_default=0, validate=validate.Range(0, 1_000_000))
+    limit = Int(load_default=50, validate=validate.Range(1, 200))
+    offset = Int(load_default=0, validate=validate.Range(0, 1_000_000))
 
 
 class SlaTimerOut(Schema):
-    cycle = fields.Integer()
+    cycle = Int()
     target = fields.String()
-    minutes = fields.Integer(metadata={"description": "business minutes allowed"})
+    minutes = Int(metadata={"description": "business minutes allowed"})
     warn_at = fields.DateTime()
     due_at = fields.DateTime()
     paused = fields.Boolean()
@@ -51,7 +51,7 @@ class SlaTimerOut(Schema):
 
 
 class TicketOut(Schema):
-    id = fields.Integer()
+    id = Int()
     customer_id = fields.String()
     type = fields.String()
     priority = fields.String()
@@ -90,7 +90,7 @@ class ContractOut(Schema):
 
 
 class PastTicketOut(Schema):
-    id = fields.Integer()
+    id = Int()
     subject = fields.String()
     type = fields.String()
     status = fields.String()
@@ -113,7 +113,7 @@ class CustomerOut(Schema):
 
 
 class CommentOut(Schema):
-    id = fields.Integer()
+    id = Int()
     author_id = fields.String(allow_none=True)
     body = fields.String()
     public = fields.Boolean()
@@ -160,7 +160,7 @@ class ReferralIn(Schema):
 
 
 class ReferralOut(Schema):
-    ticket_id = fields.Integer()
+    ticket_id = Int()
     customer_id = fields.String()
     owner_id = fields.String(allow_none=True)
     note = fields.String()
@@ -170,14 +170,14 @@ class AgentIn(Schema):
     user_id = Text(required=True, min_length=1, max_length=64)
     name = Text(max_length=200, allow_none=True, load_default=None)
     skills = fields.List(fields.String(validate=validate.OneOf(QUEUES)), required=True)
-    max_open = fields.Integer(load_default=10, validate=validate.Range(0, 1000))
+    max_open = Int(load_default=10, validate=validate.Range(0, 1000))
     active = fields.Boolean(load_default=True)
 
 
 class AgentPatch(Schema):
     name = Text(max_length=200, allow_none=True)
     skills = fields.List(fields.String(validate=validate.OneOf(QUEUES)))
-    max_open = fields.Integer(validate=validate.Range(0, 1000))
+    max_open = Int(validate=validate.Range(0, 1000))
     active = fields.Boolean()
 
 
@@ -185,8 +185,8 @@ class AgentOut(Schema):
     user_id = fields.String()
     name = fields.String(allow_none=True)
     skills = fields.List(fields.String())
-    max_open = fields.Integer()
-    open_count = fields.Integer()
+    max_open = Int()
+    open_count = Int()
     active = fields.Boolean()
 
 
@@ -197,27 +197,27 @@ class QueueIn(Schema):
 class QueueOut(Schema):
     name = fields.String()
     supervisor_id = fields.String(allow_none=True)
-    waiting = fields.Integer()
-    open = fields.Integer()
-    agents = fields.Integer()
+    waiting = Int()
+    open = Int()
+    agents = Int()
 
 
 class SlaPolicyIn(Schema):
     priority = fields.String(required=True, validate=validate.OneOf(PRIORITIES))
     tier = Text(load_default="*", min_length=1, max_length=30,
                 metadata={"description": "a customer tier, or * for every tier without its own policy"})
-    first_response_minutes = fields.Integer(required=True, validate=validate.Range(1, 525600))
-    next_response_minutes = fields.Integer(validate=validate.Range(1, 525600))
-    resolution_minutes = fields.Integer(required=True, validate=validate.Range(1, 525600))
+    first_response_minutes = Int(required=True, validate=validate.Range(1, 525600))
+    next_response_minutes = Int(validate=validate.Range(1, 525600))
+    resolution_minutes = Int(required=True, validate=validate.Range(1, 525600))
 
 
 class SlaPolicyOut(Schema):
-    id = fields.Integer()
+    id = Int()
     priority = fields.String()
     tier = fields.String()
-    first_response_minutes = fields.Integer()
-    next_response_minutes = fields.Integer()
-    resolution_minutes = fields.Integer()
+    first_response_minutes = Int()
+    next_response_minutes = Int()
+    resolution_minutes = Int()
 
 
 class CalendarIn(Schema):
@@ -253,19 +253,19 @@ class CalendarOut(Schema):
 
 
 class CsatIn(Schema):
-    score = fields.Integer(required=True, strict=True, validate=validate.Range(1, 5))
+    score = Int(required=True, strict=True, validate=validate.Range(1, 5))
     comment = Text(max_length=2000, allow_none=True, load_default=None)
 
 
 class CsatOut(Schema):
-    ticket_id = fields.Integer()
-    score = fields.Integer()
+    ticket_id = Int()
+    score = Int()
     comment = fields.String(allow_none=True)
     submitted_at = fields.DateTime()
 
 
 class CsatSurveyOut(Schema):
-    ticket_id = fields.Integer()
+    ticket_id = Int()
     subject = fields.String()
     expires_at = fields.DateTime()
     answered = fields.Boolean()
@@ -280,10 +280,10 @@ class ReportQuery(Schema):
 
 class SlaReportRow(Schema):
     key = fields.String()
-    total = fields.Integer()
-    within = fields.Integer()
-    breached = fields.Integer()
-    running = fields.Integer()
+    total = Int()
+    within = Int()
+    breached = Int()
+    running = Int()
     within_share = fields.Float(allow_none=True)
 
 
@@ -294,11 +294,11 @@ class SlaReportOut(Schema):
 
 class CsatReportRow(Schema):
     key = fields.String()
-    requested = fields.Integer()
-    answered = fields.Integer()
+    requested = Int()
+    answered = Int()
     response_rate = fields.Float(allow_none=True)
     average = fields.Float(allow_none=True)
-    distribution = fields.Dict(keys=fields.String(), values=fields.Integer())
+    distribution = fields.Dict(keys=fields.String(), values=Int())
 
 
 class CsatReportOut(Schema):

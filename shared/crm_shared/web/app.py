@@ -9,10 +9,13 @@ import uuid
 
 from flask import Flask, g, jsonify, request
 from flask_smorest import Api
+from flask_smorest.utils import prepare_response
+from marshmallow import INCLUDE, Schema, fields
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client import REGISTRY as DEFAULT_REGISTRY
 from prometheus_client.core import GaugeMetricFamily
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.routing import IntegerConverter
 
 from .. import context, db, logs, metrics, tracing
 from ..clock import Clock
@@ -22,6 +25,61 @@ from ..service import ServiceDefinition
 from . import auth, errors
 
 PUBLIC = {"healthz", "readyz", "metrics", "static"}
+PROBLEM_JSON = "application/problem+json"
+
+
+class ProblemSchema(Schema):
+    """RFC 7807 problem document (web/errors.py); a problem may carry more members (e.g. `existing`)."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    type = fields.String(metadata={"description": "about:blank"})
+    title = fields.String(required=True)
+    status = fields.Integer(required=True)
+    detail = fields.String()
+    instance = fields.String()
+    errors = fields.Dict(metadata={"description": "field -> messages (422)"})
+
+
+class ProblemApi(Api):
+    """flask-smorest's Api with the error responses documented as what errors.py sends:
+    application/problem+json with the problem schema (instead of flask-smorest's own error body)."""
+
+    ERROR_SCHEMA = ProblemSchema
+
+    def _init_spec(self, **kw):
+        super()._init_spec(**kw)
+        from ..fields import Money
+        # Money travels as a JSON string ("1234.50"), not the JSON number apispec would say
+        self.register_field(Money, "string", "decimal")
+        self.ma_plugin.converter.add_attribute_function(_decimal_pattern)
+
+    def _register_responses(self):
+        import http
+        for status in http.HTTPStatus:
+            response = {"description": status.phrase}
+            if not (100 <= status < 200) and status not in (204, 304):
+                response["schema"] = self.ERROR_SCHEMA
+            prepare_response(response, self.spec, PROBLEM_JSON)
+            self.spec.components.response(status.name, response, lazy=True)
+        response = {"description": "Default error response", "schema": self.ERROR_SCHEMA}
+        prepare_response(response, self.spec, PROBLEM_JSON)
+        self.spec.components.response("DEFAULT_ERROR", response, lazy=True)
+
+
+def _decimal_pattern(self, field, ret, **kwargs):
+    """Money is documented as a decimal string (its Range bounds become x-minimum/x-maximum)."""
+    from ..fields import Money
+    return {"pattern": r"^-?[0-9]+(\.[0-9]+)?$"} if isinstance(field, Money) else {}
+
+
+class BoundedInt(IntegerConverter):
+    """`<int:...>` in a route, but at most 2^63 - 1: a larger id is no id of ours (404), instead of an
+    integer the database driver cannot bind (a 500 on SQLite)."""
+
+    def __init__(self, map, fixed_digits=0, min=None, max=2 ** 63 - 1, signed=False):
+        super().__init__(map, fixed_digits=fixed_digits, min=min, max=max, signed=signed)
 
 
 def create_service_app(definition: ServiceDefinition, settings: Settings | None = None, clock: Clock | None = None,
@@ -31,6 +89,7 @@ def create_service_app(definition: ServiceDefinition, settings: Settings | None 
         logs.configure(definition.name, settings.log_level)
     runtime = Runtime(definition, settings, clock)
     app = Flask(definition.name)
+    app.url_map.converters["int"] = BoundedInt
     app.config.update(
         TESTING=testing,
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
@@ -50,7 +109,7 @@ def create_service_app(definition: ServiceDefinition, settings: Settings | None 
         # /leads/docs finds /leads/openapi.json. Off by default: the headers are spoofable.
         from werkzeug.middleware.proxy_fix import ProxyFix
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=1, x_proto=1, x_host=1, x_prefix=1)
-    api = Api(app)
+    api = ProblemApi(app)
     for bp in definition.blueprints():
         api.register_blueprint(bp)
     app.config["CRM_PUBLIC_ENDPOINTS"] |= {e for e in app.view_functions if e.startswith("api-docs.")}

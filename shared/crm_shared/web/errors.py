@@ -38,12 +38,22 @@ def problem(status: int, title: str, detail: str | None = None, headers: dict | 
         body["detail"] = detail
     body["instance"] = request.path
     body.update(extra)
-    resp = jsonify(body)
+    resp = jsonify(_string_keys(body))
     resp.status_code = status
     resp.mimetype = "application/problem+json"
     for k, v in (headers or {}).items():
         resp.headers[k] = v
     return resp
+
+
+def _string_keys(value):
+    """marshmallow keys a list item's errors by its index: JSON keys are strings, and mixed
+    int/str keys cannot even be sorted by the JSON encoder."""
+    if isinstance(value, dict):
+        return {str(k): _string_keys(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_string_keys(v) for v in value]
+    return value
 
 
 def _flatten(messages) -> dict:
@@ -82,5 +92,7 @@ def register(app: Flask) -> None:
             log.warning("database unavailable", extra={"error": str(exc)[:500]})
             return problem(503, "Service Unavailable", "The service's database is unreachable; try again shortly.",
                            headers={"Retry-After": "5"})
+        if isinstance(exc, OverflowError):  # a number no column holds, from a path the schemas do not cover
+            return problem(422, "Unprocessable Entity", "A number in the request is out of range.")
         log.exception("unhandled error")
         return problem(500, "Internal Server Error", "An unexpected error occurred; it has been logged.")

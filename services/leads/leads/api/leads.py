@@ -7,6 +7,7 @@ from flask.views import MethodView
 from flask_smorest import Blueprint
 from sqlalchemy import and_, or_, select
 
+from crm_shared.csvsafe import csv_response
 from crm_shared.web.auth import require_roles
 from crm_shared.web.errors import Conflict
 
@@ -49,29 +50,55 @@ class Leads(MethodView):
     def get(self, args):
         """Leads this user may see (non-owned ones masked)."""
         a, session = actor(), uow().session
-        q = select(leads)
-        clause = access.visible_clause(session, a, include_pool=False)
-        if clause is not None:
-            q = q.where(clause)
-        for f in ("status", "owner_id", "team_id", "source", "campaign_id", "tier", "province", "city", "industry"):
-            if args.get(f) is not None:
-                q = q.where(getattr(leads.c, f) == args[f])
-        if args.get("email_domain"):
-            domain = args["email_domain"].strip().lower()
-            # fallback for leads the previous release wrote without email_domain (dropped in the
-            # contract step, see migrations/versions/0003_lead_email_domain.py)
-            q = q.where(or_(leads.c.email_domain == domain,
-                            and_(leads.c.email_domain.is_(None), leads.c.email.like(f"%@{_escape(domain)}", escape="\\"))))
-        if args.get("q"):
-            like = f"%{args['q']}%"
-            q = q.where(or_(leads.c.name.ilike(like), leads.c.company.ilike(like)))
-        out = page(session, q, args, (leads.c.id.desc(),), count_limit=LIST_COUNT_LIMIT)
+        out = page(session, _visible_query(session, a, args), args, (leads.c.id.desc(),),
+                   count_limit=LIST_COUNT_LIMIT)
         out["items"] = [access.present(r, a) for r in out["items"]]
         return out
 
 
 def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _visible_query(session, a, args):
+    q = select(leads)
+    clause = access.visible_clause(session, a, include_pool=False)
+    if clause is not None:
+        q = q.where(clause)
+    for f in ("status", "owner_id", "team_id", "source", "campaign_id", "tier", "province", "city", "industry"):
+        if args.get(f) is not None:
+            q = q.where(getattr(leads.c, f) == args[f])
+    if args.get("email_domain"):
+        domain = args["email_domain"].strip().lower()
+        # fallback for leads the previous release wrote without email_domain (dropped in the
+        # contract step, see migrations/versions/0003_lead_email_domain.py)
+        q = q.where(or_(leads.c.email_domain == domain,
+                        and_(leads.c.email_domain.is_(None), leads.c.email.like(f"%@{_escape(domain)}", escape="\\"))))
+    if args.get("q"):
+        # % and _ in the search are the characters themselves, not LIKE wildcards
+        like = "%" + _escape(args["q"]) + "%"
+        q = q.where(or_(leads.c.name.ilike(like, escape="\\"), leads.c.company.ilike(like, escape="\\")))
+    return q
+
+
+EXPORT_COLUMNS = ["id", "name", "company", "phone", "email", "province", "city", "industry", "source", "status",
+                  "owner_id", "owner_name", "team_id", "score", "tier", "note", "created_at", "last_follow_up_at"]
+EXPORT_MAX_ROWS = 50_000
+
+
+@blp.route("/export")
+class Export(MethodView):
+    @blp.arguments(s.LeadExportQuery, location="query")
+    @blp.response(200, {"type": "string", "description": "a header row, then a row per lead (UTF-8, BOM)"},
+                  content_type="text/csv")
+    def get(self, args):
+        """The leads this user may see as CSV (the list's filters; non-owned contact data masked,
+        at most 50,000 rows, newest first). Cells that a spreadsheet would run as a formula
+        (= + - @ tab CR) are prefixed with an apostrophe."""
+        a, session = actor(), uow().session
+        rows = session.execute(_visible_query(session, a, args).order_by(leads.c.id.desc())
+                               .limit(EXPORT_MAX_ROWS)).mappings()
+        return csv_response(EXPORT_COLUMNS, (access.present(r, a) for r in rows), "leads.csv")
 
 
 @blp.route("/<int:lead_id>")

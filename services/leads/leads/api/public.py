@@ -1,12 +1,13 @@
 """Public intake for the company website and ad platforms, authenticated by a per-source key (not
-a user token) and rate-limited per key (a fixed one-minute window counted in the database, see
-`domain.sources`). Source keys are managed by managers."""
+a user token) and rate-limited per client address (crm_shared.web.ratelimit, LEADS_INTAKE_RATE_LIMIT)
+and per key (a fixed one-minute window counted in the database, see `domain.sources`). Source keys are managed by managers."""
 from __future__ import annotations
 
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
 from crm_shared.web.auth import public, require_roles
+from crm_shared.web.ratelimit import limited
 
 from .. import schemas as s
 from ..domain import intake, sources
@@ -21,9 +22,10 @@ blp.record_once(lambda state: state.app.config["CRM_PUBLIC_ENDPOINTS"].add("inta
 @blp.route("/intake/<source_key>")
 class PublicIntake(MethodView):
     @public
+    @limited("intake", "LEADS_INTAKE_RATE_LIMIT", "30/minute")  # per client address, before the key's own
     @blp.arguments(s.PublicLeadIn)
     @blp.response(202, s.IntakeAccepted)
-    @blp.alt_response(429, description="Too many requests for this key (Retry-After)")
+    @blp.alt_response(429, description="Too many requests from this address or for this key (Retry-After)")
     @blp.doc(security=[])
     def post(self, data, source_key):
         """A web form or ad platform posts a lead. Always routed; a duplicate is recorded on the

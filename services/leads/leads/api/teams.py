@@ -8,7 +8,7 @@ from crm_shared.web.auth import require_roles
 
 from .. import schemas as s
 from ..domain import teams
-from .common import now, uow
+from .common import actor, now, uow
 
 blp = Blueprint("teams", __name__, url_prefix="/v1", description="Teams and routing rules")
 MANAGERS = ("sales_manager",)
@@ -41,6 +41,7 @@ class Team(MethodView):
     @blp.response(200, s.TeamOut)
     def patch(self, data, team_id):
         u = uow()
+        teams.check_manages(u.session, team_id, actor())
         out = teams.update_team(u.session, team_id, data)
         u.commit()
         return out
@@ -53,6 +54,7 @@ class Members(MethodView):
     @blp.response(201, s.TeamOut)
     def post(self, data, team_id):
         u = uow()
+        teams.check_manages(u.session, team_id, actor())
         out = teams.add_member(u.session, team_id, data)
         u.commit()
         return out
@@ -66,6 +68,7 @@ class Member(MethodView):
     def patch(self, data, team_id, user_id):
         """Away (`active: false`), back, capacity, weight."""
         u = uow()
+        teams.check_manages(u.session, team_id, actor())
         out = teams.change_member(u.session, team_id, user_id, data)
         u.commit()
         return out
@@ -74,6 +77,7 @@ class Member(MethodView):
     @blp.response(204)
     def delete(self, team_id, user_id):
         u = uow()
+        teams.check_manages(u.session, team_id, actor())
         teams.remove_member(u.session, team_id, user_id)
         u.commit()
 

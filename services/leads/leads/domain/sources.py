@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from sqlalchemy import delete, select
 
-from ..models import rate_windows, sources
+from ..models import campaigns, rate_windows, sources
 from .errors import Invalid, NotFound, RateLimited
 from .intake import SOURCES
 from .util import insert_for
@@ -22,6 +22,9 @@ def _hash(key: str) -> str:
 def create(session, data: dict, now) -> dict:
     if data["source"] not in SOURCES:
         raise Invalid({"source": [f"Must be one of: {', '.join(SOURCES)}."]})
+    cid = data.get("campaign_id")
+    if cid is not None and session.execute(select(campaigns.c.id).where(campaigns.c.id == cid)).first() is None:
+        raise Invalid({"campaign_id": [f"No campaign {cid}."]})
     key = "src_" + secrets.token_urlsafe(24)
     sid = session.execute(sources.insert().values(
         name=data["name"], source=data["source"], campaign_id=data.get("campaign_id"), key_hash=_hash(key),

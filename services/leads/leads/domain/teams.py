@@ -6,7 +6,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..models import routing_rules, team_members, teams
 from . import cache
-from .errors import Conflict, Invalid, NotFound
+from .errors import Conflict, Forbidden, Invalid, NotFound
 from .records import remember_user
 from .routing import CONDITION_FIELDS, STRATEGIES, fair_start_count
 
@@ -22,6 +22,16 @@ def _team(session, team_id) -> dict:
 
 
 get = _team
+
+
+def check_manages(session, team_id, actor) -> None:
+    """A sales manager changes only their own team (the token's `team` is its code); admins and
+    general managers change any. Another manager's team is visible to all, so this is a 403."""
+    row = session.execute(select(teams.c.code).where(teams.c.id == team_id)).first()
+    if row is None:
+        raise NotFound(f"No team {team_id}.")
+    if not actor.sees_all and row.code != actor.team:
+        raise Forbidden(f"Team {team_id} is not yours to manage.")
 
 
 def list_teams(session) -> list[dict]:

@@ -10,6 +10,7 @@ from flask_smorest import Blueprint
 from marshmallow import Schema, fields, validate
 from sqlalchemy import and_, func, or_, select, update
 
+from crm_shared.fields import Int
 from crm_shared.web.app import runtime_of, unit_of_work
 from crm_shared.web.auth import current_user
 from crm_shared.web.errors import NotFound
@@ -101,7 +102,7 @@ class ReadAll(MethodView):
 
 
 class StreamQuery(Schema):
-    after_id = fields.Integer(load_default=None, allow_none=True,
+    after_id = Int(load_default=None, allow_none=True,
                               metadata={"description": "send items after this id (default: only new ones; "
                                                        "the Last-Event-ID header wins)"})
     max_seconds = fields.Float(load_default=None, allow_none=True, validate=validate.Range(0.1, 3600))

@@ -194,10 +194,11 @@ class Webhooks(MethodView):
     @webhooks_blp.response(201, WebhookOut)
     def post(self, data):
         """Register a webhook or robot. http(s) only; loopback, private and link-local targets are
-        refused (SSRF) unless NOTIFY_WEBHOOK_ALLOW_PRIVATE=1."""
+        refused (SSRF) unless NOTIFY_WEBHOOK_ALLOW_PRIVATE=1 or listed in NOTIFY_WEBHOOK_ALLOW_NETWORKS."""
         rt = runtime_of(current_app)
         try:
-            check_target(data["url"], config_of(rt).allow_private)
+            cfg = config_of(rt)
+            check_target(data["url"], cfg.allow_private, cfg.allow_networks)
         except BlockedAddress as exc:
             raise Problem(422, "Unprocessable Entity", str(exc), errors={"url": [str(exc)]})
         except OSError as exc:

@@ -2,7 +2,8 @@
 
 Only http and https URLs. The host name is resolved and every address checked: loopback, private,
 link-local (cloud metadata 169.254.169.254), multicast, reserved and unspecified addresses are
-refused unless NOTIFY_WEBHOOK_ALLOW_PRIVATE=1. The check is made in the connection itself, on the
+refused unless NOTIFY_WEBHOOK_ALLOW_PRIVATE=1, or unless they fall in one of the networks
+NOTIFY_WEBHOOK_ALLOW_NETWORKS lists (e.g. `127.0.0.1/32` for a receiver on this machine). The check is made in the connection itself, on the
 very address the socket then connects to, so a DNS answer that changes between check and connect
 (DNS rebinding) cannot slip through. Redirects are not followed."""
 from __future__ import annotations
@@ -43,8 +44,14 @@ def check_url(url: str) -> tuple[str, str, int]:
     return parts.scheme, parts.hostname, port
 
 
-def resolve(host: str, port: int, allow_private: bool) -> list[tuple]:
-    """getaddrinfo, then refuse the lot if any address is not public (unless allowed)."""
+def parse_networks(text: str | None) -> tuple:
+    """`127.0.0.1/32, 10.8.0.0/16` -> networks (ValueError on a bad entry: a typo must not open up)."""
+    return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in (text or "").split(",") if part.strip())
+
+
+def resolve(host: str, port: int, allow_private: bool, allowed: tuple = ()) -> list[tuple]:
+    """getaddrinfo, then refuse the lot if any address is not public (unless allowed: everything,
+    or the address's network is on the allow-list)."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
@@ -52,23 +59,26 @@ def resolve(host: str, port: int, allow_private: bool) -> list[tuple]:
     if not allow_private:
         for *_, sockaddr in infos:
             ip = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
-            if _forbidden(ip):
+            if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
+                ip = ip.ipv4_mapped
+            if _forbidden(ip) and not any(ip.version == n.version and ip in n for n in allowed):
                 raise BlockedAddress(f"{host} resolves to {ip}, a loopback/private/link-local address "
-                                     "(set NOTIFY_WEBHOOK_ALLOW_PRIVATE=1 to allow)")
+                                     "(allow it with NOTIFY_WEBHOOK_ALLOW_NETWORKS)")
     return infos
 
 
-def check_target(url: str, allow_private: bool) -> None:
+def check_target(url: str, allow_private: bool, allowed: tuple = ()) -> None:
     """Validate a URL when it is registered (the send path checks again at connect time)."""
     _, host, port = check_url(url)
-    resolve(host, port, allow_private)
+    resolve(host, port, allow_private, allowed)
 
 
 class _GuardMixin:
     allow_private = False
+    allowed: tuple = ()
 
     def _new_conn(self):
-        infos = resolve(self._dns_host, self.port, self.allow_private)
+        infos = resolve(self._dns_host, self.port, self.allow_private, self.allowed)
         err = None
         for family, socktype, proto, _, sockaddr in infos:
             sock = socket.socket(family, socktype, proto)
@@ -85,9 +95,10 @@ class _GuardMixin:
         raise urllib3.exceptions.NewConnectionError(self, f"cannot connect to {self._dns_host}: {err}")
 
 
-def _classes(allow_private: bool):
-    http_conn = type("GuardedHTTPConnection", (_GuardMixin, HTTPConnection), {"allow_private": allow_private})
-    https_conn = type("GuardedHTTPSConnection", (_GuardMixin, HTTPSConnection), {"allow_private": allow_private})
+def _classes(allow_private: bool, allowed: tuple = ()):
+    guard = {"allow_private": allow_private, "allowed": allowed}
+    http_conn = type("GuardedHTTPConnection", (_GuardMixin, HTTPConnection), guard)
+    https_conn = type("GuardedHTTPSConnection", (_GuardMixin, HTTPSConnection), guard)
     http_pool = type("GuardedHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": http_conn})
     https_pool = type("GuardedHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": https_conn})
     return {"http": http_pool, "https": https_pool}
@@ -107,11 +118,11 @@ class Response:
 
 
 class HttpClient:
-    def __init__(self, allow_private: bool, timeout: float = 5.0):
-        self.allow_private = allow_private
+    def __init__(self, allow_private: bool, timeout: float = 5.0, allowed: tuple = ()):
+        self.allow_private, self.allowed = allow_private, allowed
         self.timeout = timeout
         self.pool = urllib3.PoolManager(num_pools=20, maxsize=4, retries=False)
-        self.pool.pool_classes_by_scheme = _classes(allow_private)
+        self.pool.pool_classes_by_scheme = _classes(allow_private, allowed)
 
     def post(self, url: str, body: bytes, headers: dict) -> Response:
         check_url(url)
