@@ -41,6 +41,13 @@ def git_revision() -> str:
         return "unknown"
 
 
+def tuning_section() -> str:
+    """bench/TUNING.md (written by hand: what the profiles showed, what changed, which rows of the
+    run hold the before and after figures), appended to the report of a full run."""
+    f = HERE / "TUNING.md"
+    return f.read_text() if f.exists() else ""
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", nargs="*", help="benchmark module names (default: all)")
@@ -90,6 +97,8 @@ def main(argv=None) -> int:
         "",
     ]
     text = "\n".join(head) + "\n" + "\n".join(sections)
+    if not args.only:
+        text += "\n" + tuning_section()
     if args.out is None and args.only:
         print(text)
         where = "standard output"

@@ -30,6 +30,7 @@ class Settings:
     # retry delays (ms) before a failed message is tried again; one more failure dead-letters it
     retry_delays_ms: tuple[int, ...] = (1000, 5000, 30000)
     prefetch: int = 100
+    consume_batch: int = 50
     relay_batch: int = 2000
     relay_poll_ms: int = 200
     lease_seconds: int = 60
@@ -61,6 +62,7 @@ class Settings:
             jwt_issuer=e.get("CRM_JWT_ISSUER") or None,
             retry_delays_ms=_ints(e.get("BUS_RETRY_DELAYS_MS", "1000,5000,30000")),
             prefetch=int(e.get("BUS_PREFETCH", "100")),
+            consume_batch=int(e.get("BUS_CONSUME_BATCH", "50")),
             relay_batch=int(e.get("OUTBOX_BATCH", "2000")),
             relay_poll_ms=int(e.get("OUTBOX_POLL_MS", "200")),
             lease_seconds=int(e.get("BUS_LEASE_SECONDS", "60")),

@@ -1,11 +1,19 @@
 """Idempotent consumption: a handler's effects and the processed event id commit in one
-transaction, so a redelivered event has no second effect."""
+transaction, so a redelivered event has no second effect.
+
+Several deliveries that are already waiting are handled in one transaction (`handle_batch`): the
+inbox rows of the batch in one statement, each handler in its own session joined to that
+transaction, one commit; the bus acknowledges them only after it. If any handler of the batch
+fails, the whole transaction is rolled back and the batch is handled again one event per
+transaction, so a failing event is retried or dead-lettered alone and no other event of the batch
+is lost or applied twice."""
 from __future__ import annotations
 
 import logging
 import time
 import traceback
 
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 
@@ -13,12 +21,13 @@ from . import context, metrics, tracing
 from .bus import Delivery, Outcome
 from .events import REGISTRY, Envelope, EventValidationError, UnknownEventType
 from .events.envelope import EnvelopeError
+from .uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 
 
 class Dispatcher:
-    """Turns one delivery into a decision: acknowledge, retry later, or dead-letter."""
+    """Turns deliveries into decisions: acknowledge, retry later, or dead-letter."""
 
     def __init__(self, runtime, handlers: dict):
         self.rt = runtime
@@ -26,6 +35,17 @@ class Dispatcher:
         self.delays = runtime.settings.retry_delays_ms or (1000,)
         dialect = runtime.engine.dialect.name
         self._insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(runtime.inbox)
+        self._insert_many = self._insert.on_conflict_do_nothing().returning(runtime.inbox.c.event_id)
+        inbox = runtime.inbox
+        self._unnest = None
+        if dialect == "postgresql":
+            rows = func.unnest(bindparam("ids", type_=postgresql.ARRAY(inbox.c.event_id.type)),
+                               bindparam("types", type_=postgresql.ARRAY(inbox.c.event_type.type))
+                               ).table_valued("event_id", "event_type").render_derived(name="batch")
+            self._unnest = (postgresql.insert(inbox).from_select(
+                ["event_id", "event_type", "processed_at"],
+                select(rows.c.event_id, rows.c.event_type, bindparam("at", type_=inbox.c.processed_at.type)))
+            .on_conflict_do_nothing().returning(inbox.c.event_id))
 
     def mark_processed(self, uow, env: Envelope) -> bool:
         """Record the event as processed in this transaction; False if it already was."""
@@ -34,7 +54,26 @@ class Dispatcher:
         # RETURNING, not rowcount: the ORM session reports -1 for this statement on PostgreSQL
         return uow.session.execute(stmt.returning(self.rt.inbox.c.event_id)).first() is not None
 
+    def mark_processed_many(self, conn, envs: list[Envelope]) -> set[str]:
+        """Record the events as processed in the transaction on `conn`; returns the ids that were
+        not processed before. One statement: on PostgreSQL an INSERT … SELECT FROM unnest(arrays)
+        (the same SQL text for any batch size, so it is prepared once), elsewhere an executemany
+        SQLAlchemy renders as a multi-row INSERT. Ids in sorted order, so two consumers inserting
+        overlapping batches take the unique-index locks in the same order."""
+        now = self.rt.clock.now()
+        unique = sorted({e.id: e for e in envs}.values(), key=lambda e: e.id)
+        if self._unnest is not None:
+            return set(conn.execute(self._unnest, {"ids": [e.id for e in unique], "types": [e.type for e in unique],
+                                                   "at": now}).scalars())
+        rows = [{"event_id": e.id, "event_type": e.type, "processed_at": now} for e in unique]
+        return set(conn.execute(self._insert_many, rows).scalars())
+
+    # -- one delivery --------------------------------------------------------------------------
     def __call__(self, delivery: Delivery):
+        return self.handle_batch([delivery])[0]
+
+    def _parse(self, delivery: Delivery):
+        """(envelope, payload, handler) to run, or the decision when there is nothing to run."""
         try:
             env = Envelope.from_json(delivery.body)
             payload = REGISTRY.validate_incoming(env.type, env.version, env.payload)
@@ -46,6 +85,10 @@ class Dispatcher:
         if handler is None:
             metrics.EVENTS_CONSUMED.labels(self.rt.name, env.type, "ignored").inc()
             return Outcome.ACK, None, 0
+        return env, payload, handler
+
+    def _one(self, delivery: Delivery, env: Envelope, payload: dict, handler):
+        """The event in a transaction of its own."""
         started = time.perf_counter()
         with context.bound(env.correlation_id or env.id, env.id):
             try:
@@ -63,6 +106,69 @@ class Dispatcher:
         metrics.EVENTS_CONSUMED.labels(self.rt.name, env.type, "ok").inc()
         metrics.HANDLER_LATENCY.labels(self.rt.name, env.type).observe(time.perf_counter() - started)
         return Outcome.ACK, None, 0
+
+    # -- a batch ---------------------------------------------------------------------------------
+    def handle_batch(self, deliveries: list[Delivery]) -> list:
+        """One decision per delivery, in order (see the module's docstring)."""
+        decisions: list = [None] * len(deliveries)
+        work = []  # (index, delivery, envelope, payload, handler)
+        for i, d in enumerate(deliveries):
+            parsed = self._parse(d)
+            if isinstance(parsed[0], Outcome):
+                decisions[i] = parsed
+            else:
+                work.append((i, d, *parsed))
+        if len(work) == 1:
+            i, d, env, payload, handler = work[0]
+            decisions[i] = self._one(d, env, payload, handler)
+        elif work:
+            try:
+                outcomes = self._together(work)
+            except Exception as exc:
+                if is_transient(exc):
+                    log.warning("database unavailable, events will be tried again", extra={"count": len(work)})
+                    for i, *_ in work:
+                        decisions[i] = (Outcome.REQUEUE, f"database unavailable: {exc}", self.delays[0])
+                else:
+                    # find the culprit: every event again in a transaction of its own
+                    log.info("a handler failed in a batch, handling the batch one event at a time",
+                             extra={"count": len(work), "error": str(exc)[:500]})
+                    for i, d, env, payload, handler in work:
+                        decisions[i] = self._one(d, env, payload, handler)
+            else:
+                for (i, _d, env, _p, _h), (label, seconds) in zip(work, outcomes):
+                    metrics.EVENTS_CONSUMED.labels(self.rt.name, env.type, label).inc()
+                    if seconds is not None:
+                        metrics.HANDLER_LATENCY.labels(self.rt.name, env.type).observe(seconds)
+                    decisions[i] = (Outcome.ACK, None, 0)
+        return decisions
+
+    def _together(self, work) -> list[tuple[str, float | None]]:
+        """Every event of `work` in one transaction; raises (everything rolled back) if any fails.
+        Returns, per event, the metrics label and the handler's time."""
+        outcomes = []
+        emitted = 0
+        with self.rt.engine.connect() as conn:
+            with conn.begin() as tx:
+                new = self.mark_processed_many(conn, [w[2] for w in work])
+                for _i, _d, env, payload, handler in work:
+                    if env.id not in new:  # processed before, or a second copy within this batch
+                        outcomes.append(("duplicate", None))
+                        continue
+                    new.discard(env.id)
+                    started = time.perf_counter()
+                    with context.bound(env.correlation_id or env.id, env.id):
+                        with UnitOfWork(self.rt, conn) as uow:
+                            handler(uow, env, payload)
+                            uow.session.flush()
+                            emitted += uow.emitted
+                    outcomes.append(("ok", time.perf_counter() - started))
+                if not tx.is_active:  # a handler rolled the shared transaction back: nothing of it holds
+                    raise RuntimeError("a handler ended the batch's transaction; handling its events one by one")
+        if emitted:
+            metrics.EVENTS_EMITTED.labels(self.rt.name).inc(emitted)
+            self.rt.outbox_wake.set()
+        return outcomes
 
     def _failed(self, delivery: Delivery, env: Envelope, exc: Exception):
         metrics.EVENTS_FAILED.labels(self.rt.name, env.type).inc()

@@ -9,23 +9,37 @@ from .events import REGISTRY, Envelope
 
 
 class UnitOfWork:
-    def __init__(self, runtime):
+    """`UnitOfWork(runtime)` owns its transaction. `UnitOfWork(runtime, connection)` joins a
+    transaction the caller holds on `connection` (the consumer's batch): `commit()` then only
+    flushes, and the caller commits or rolls back everything (and reports `emitted` afterwards)."""
+
+    def __init__(self, runtime, connection=None):
         self.runtime = runtime
+        self.connection = connection
         self.session = None
         self._emitted = 0
 
     def __enter__(self):
-        self.session = self.runtime.session_factory()
+        if self.connection is None:
+            self.session = self.runtime.session_factory()
+        else:
+            # rollback_only: the session's commit() does not commit the caller's transaction
+            self.session = self.runtime.session_factory(bind=self.connection, join_transaction_mode="rollback_only")
         self._emitted = 0
         return self
 
     def __exit__(self, exc_type, exc, tb):
         try:
-            if self.session.in_transaction():
+            if self.connection is None and self.session.in_transaction():
                 self.session.rollback()
         finally:
-            self.session.close()
+            self.session.close()  # joined: leaves the caller's transaction as it is
         return False
+
+    @property
+    def emitted(self) -> int:
+        """Events written to the outbox in this unit of work and not yet counted as committed."""
+        return self._emitted
 
     def emit(self, event_type: str, payload: dict, *, aggregate_type: str, aggregate_id, version: int | None = None) -> Envelope:
         """Validate the payload against the catalogue and write the event to the outbox, in this
@@ -47,6 +61,9 @@ class UnitOfWork:
         return env
 
     def commit(self):
+        if self.connection is not None:
+            self.session.flush()  # the caller commits the joined transaction, then counts `emitted`
+            return
         self.session.commit()
         if self._emitted:
             metrics.EVENTS_EMITTED.labels(self.runtime.name).inc(self._emitted)

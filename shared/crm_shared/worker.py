@@ -42,8 +42,9 @@ class Worker:
         self.jobs = tuple(runtime.definition.jobs) + (retention.JOB,)
 
     def _consume(self):
-        self.rt.bus.consume(self.rt.name, Dispatcher(self.rt, self.rt.definition.handlers), self.stop,
-                            prefetch=self.rt.settings.prefetch)
+        dispatcher = Dispatcher(self.rt, self.rt.definition.handlers)
+        self.rt.bus.consume_batches(self.rt.name, dispatcher.handle_batch, self.stop,
+                                    prefetch=self.rt.settings.prefetch, max_batch=self.rt.settings.consume_batch)
 
     def start(self) -> "Worker":
         while not self.stop.is_set():

@@ -114,3 +114,16 @@ def test_pool_total_is_counted_up_to_a_limit(env, monkeypatch):
     monkeypatch.setattr(pool_api, "POOL_COUNT_LIMIT", 3)
     r = env.client.get("/v1/pool", headers=env.rep()).json
     assert r["total"] == 3 and r["total_is_lower_bound"] is False
+
+
+def test_lead_list_total_is_counted_up_to_a_limit(env, monkeypatch):
+    from leads.api import leads as leads_api
+    monkeypatch.setattr(leads_api, "LIST_COUNT_LIMIT", 2)
+    for i in range(3):
+        r = env.post("/v1/leads", {"phone": f"1390013900{i}", "email": f"own{i}@example.com", "name": "Li"}, env.rep())
+        assert r.status_code == 201 and r.json["owner_id"] == "rep1", r.json
+    r = env.client.get("/v1/leads?per_page=1", headers=env.rep()).json
+    assert r["total"] == 2 and r["total_is_lower_bound"] is True and len(r["items"]) == 1
+    monkeypatch.setattr(leads_api, "LIST_COUNT_LIMIT", 3)
+    r = env.client.get("/v1/leads", headers=env.rep()).json
+    assert r["total"] == 3 and r["total_is_lower_bound"] is False and len(r["items"]) == 3

@@ -19,7 +19,7 @@ import amqp
 import kombu.exceptions
 from kombu import Connection, Consumer, Exchange, Queue
 
-from .base import Bus, BusError, Callback, DeadLetter, Delivery, Outcome, OutgoingMessage, Topology
+from .base import BatchCallback, Bus, BusError, DeadLetter, Delivery, Outcome, OutgoingMessage, Topology
 
 log = logging.getLogger(__name__)
 CONNECTION_ERRORS = (OSError, socket.timeout, kombu.exceptions.OperationalError, amqp.exceptions.ConnectionError, amqp.exceptions.ChannelError,
@@ -156,8 +156,10 @@ class AmqpBus(Bus):
             pass
 
     # -- consume --------------------------------------------------------------------------------
-    def consume(self, service: str, callback: Callback, stop: threading.Event, prefetch: int = 100) -> None:
+    def consume_batches(self, service: str, callback: BatchCallback, stop: threading.Event, prefetch: int = 100,
+                        max_batch: int = 50) -> None:
         backoff = 0.5
+        max_batch = max(1, min(max_batch, prefetch))
         while not stop.is_set():
             try:
                 with self._connection() as conn, self._connection(heartbeat=0) as side:
@@ -165,6 +167,7 @@ class AmqpBus(Bus):
                     side_ch.confirm_select()
                     ch = conn.channel()
                     ch.basic_qos(0, prefetch, False)
+                    waiting: list[Delivery] = []
 
                     def on_message(message):
                         d = Delivery(message.properties.get("message_id") or "", message.delivery_info["routing_key"],
@@ -172,7 +175,7 @@ class AmqpBus(Bus):
                                      dict(message.headers or {}), handle=message)
                         if d.routing_key.startswith(self.topology.queue(service)):  # came back from a retry queue
                             d.routing_key = (message.properties.get("type") or d.routing_key)
-                        self._settle_delivery(service, side_ch, d, callback(d))
+                        waiting.append(d)
 
                     consumer = Consumer(ch, queues=[Queue(self.topology.queue(service), no_declare=True)],
                                         on_message=on_message, no_ack=False, accept=None)
@@ -183,10 +186,33 @@ class AmqpBus(Bus):
                                 conn.drain_events(timeout=0.5)
                             except socket.timeout:
                                 conn.heartbeat_check()
+                                continue
+                            # take what has already arrived, without waiting (timeout 0: a partly
+                            # read frame stays buffered in py-amqp for the next read)
+                            while len(waiting) < max_batch:
+                                try:
+                                    conn.drain_events(timeout=0)
+                                except socket.timeout:
+                                    break
+                            if waiting:
+                                batch = waiting[:]
+                                del waiting[:]
+                                self._settle_batch(service, side_ch, batch, callback(batch))
             except CONNECTION_ERRORS as exc:
                 log.warning("bus consumer connection lost, reconnecting", extra={"error": str(exc)})
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 10)
+
+    def _settle_batch(self, service: str, side_ch, batch: list[Delivery], decisions) -> None:
+        decisions = list(decisions)
+        if len(decisions) != len(batch):
+            raise ValueError(f"consumer callback returned {len(decisions)} decisions for {len(batch)} messages")
+        if len(batch) > 1 and all(dec[0] is Outcome.ACK for dec in decisions):
+            # every earlier delivery on this channel is settled already: one frame acknowledges them all
+            batch[-1].handle.ack(multiple=True)
+            return
+        for d, decision in zip(batch, decisions):
+            self._settle_delivery(service, side_ch, d, decision)
 
     def _settle_delivery(self, service: str, side_ch, d: Delivery, decision) -> None:
         outcome, error, delay_ms = decision

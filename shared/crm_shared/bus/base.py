@@ -68,6 +68,8 @@ class Topology:
 # What a consumer callback returns: the outcome and, for RETRY/DEAD, the error text and delay.
 Decision = tuple[Outcome, str | None, int]
 Callback = Callable[[Delivery], Decision]
+# A batch callback gets the deliveries in queue order and returns one decision for each, in order.
+BatchCallback = Callable[[list[Delivery]], list[Decision]]
 
 
 class Bus(abc.ABC):
@@ -88,10 +90,18 @@ class Bus(abc.ABC):
         """Publish persistently and return once the broker has confirmed every message.
         Returns the ids of messages no queue was bound for. Raises BusError otherwise."""
 
-    @abc.abstractmethod
     def consume(self, service: str, callback: Callback, stop: threading.Event, prefetch: int = 100) -> None:
         """Deliver messages of the service's queue to `callback` until `stop` is set; acknowledge,
         delay for retry or dead-letter according to its decision, only after it returns."""
+        self.consume_batches(service, lambda deliveries: [callback(d) for d in deliveries], stop, prefetch,
+                             max_batch=1)
+
+    @abc.abstractmethod
+    def consume_batches(self, service: str, callback: BatchCallback, stop: threading.Event, prefetch: int = 100,
+                        max_batch: int = 50) -> None:
+        """Like `consume`, but hand `callback` the messages that are already waiting, up to
+        `max_batch` at a time (never waiting for more to arrive: a lone message goes alone), and
+        settle each according to its decision only after the callback has returned for the batch."""
 
     @abc.abstractmethod
     def dead_letters(self, service: str) -> list[DeadLetter]: ...

@@ -14,7 +14,7 @@ import time
 import uuid
 from typing import Iterable
 
-from .base import Bus, BusError, Callback, DeadLetter, Delivery, Outcome, OutgoingMessage, Topology
+from .base import BatchCallback, Bus, BusError, DeadLetter, Delivery, Outcome, OutgoingMessage, Topology
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS bindings (queue TEXT NOT NULL, pattern TEXT NOT NULL, PRIMARY KEY (queue, pattern));
@@ -133,17 +133,22 @@ class SqliteBus(Bus):
         return rows
 
     def _settle(self, seq: int, decision) -> None:
-        outcome, error, delay_ms = decision
+        self._settle_many([(seq, decision)])
+
+    def _settle_many(self, settled: list[tuple[int, tuple]]) -> None:
+        """Apply each (seq, decision) of a batch, in one transaction."""
+        now = time.time()
         with self._tx() as c:
-            if outcome is Outcome.ACK:
-                c.execute("DELETE FROM messages WHERE seq = ?", (seq,))
-            elif outcome in (Outcome.RETRY, Outcome.REQUEUE):
-                c.execute("UPDATE messages SET attempts = attempts + ?, visible_at = ?, lease_owner = NULL, "
-                          "leased_until = NULL, error = ? WHERE seq = ?",
-                          (int(outcome is Outcome.RETRY), time.time() + delay_ms / 1000, error, seq))
-            else:
-                c.execute("UPDATE messages SET attempts = attempts + 1, dead = 1, lease_owner = NULL, "
-                          "leased_until = NULL, error = ? WHERE seq = ?", (error, seq))
+            for seq, (outcome, error, delay_ms) in settled:
+                if outcome is Outcome.ACK:
+                    c.execute("DELETE FROM messages WHERE seq = ?", (seq,))
+                elif outcome in (Outcome.RETRY, Outcome.REQUEUE):
+                    c.execute("UPDATE messages SET attempts = attempts + ?, visible_at = ?, lease_owner = NULL, "
+                              "leased_until = NULL, error = ? WHERE seq = ?",
+                              (int(outcome is Outcome.RETRY), now + delay_ms / 1000, error, seq))
+                else:
+                    c.execute("UPDATE messages SET attempts = attempts + 1, dead = 1, lease_owner = NULL, "
+                              "leased_until = NULL, error = ? WHERE seq = ?", (error, seq))
 
     def _release(self, seqs: list[int]) -> None:
         if seqs:
@@ -151,24 +156,30 @@ class SqliteBus(Bus):
                 c.executemany("UPDATE messages SET lease_owner = NULL, leased_until = NULL WHERE seq = ? "
                               "AND lease_owner = ?", [(s, self._owner) for s in seqs])
 
-    def consume(self, service: str, callback: Callback, stop: threading.Event, prefetch: int = 100) -> None:
+    def consume_batches(self, service: str, callback: BatchCallback, stop: threading.Event, prefetch: int = 100,
+                        max_batch: int = 50) -> None:
         queue = self.topology.queue(service)
-        batch = max(1, min(prefetch, 50))
+        max_batch = max(1, min(max_batch, prefetch))
+        claim = max(max_batch, min(prefetch, 50))
         while not stop.is_set():
             try:
-                rows = self._claim(queue, batch)
+                rows = self._claim(queue, claim)
             except sqlite3.OperationalError:
                 stop.wait(self.poll_interval)
                 continue
             if not rows:
                 stop.wait(self.poll_interval)
                 continue
-            for i, (seq, message_id, key, body, attempts) in enumerate(rows):
+            for i in range(0, len(rows), max_batch):
                 if stop.is_set():
                     self._release([r[0] for r in rows[i:]])
                     return
-                decision = callback(Delivery(message_id, key, bytes(body), attempts, handle=seq))
-                self._settle(seq, decision)
+                chunk = rows[i:i + max_batch]
+                decisions = list(callback([Delivery(message_id, key, bytes(body), attempts, handle=seq)
+                                           for seq, message_id, key, body, attempts in chunk]))
+                if len(decisions) != len(chunk):
+                    raise ValueError(f"consumer callback returned {len(decisions)} decisions for {len(chunk)} messages")
+                self._settle_many([(r[0], d) for r, d in zip(chunk, decisions)])
 
     # -- dead letters ---------------------------------------------------------------------------
     def dead_letters(self, service):

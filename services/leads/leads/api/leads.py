@@ -22,6 +22,8 @@ blp.app_errorhandler(DomainError)(domain_error)
 
 MANAGERS = ("sales_manager",)
 
+LIST_COUNT_LIMIT = 10_000  # `total` of a list is counted up to this (`total_is_lower_bound` beyond)
+
 
 def answer(result, session_uow, a, source=None):
     """Commit, then 201 with the lead or 409 with the duplicate (whose hit is recorded)."""
@@ -48,7 +50,8 @@ class Leads(MethodView):
     def get(self, args):
         """Leads this user may see (non-owned ones masked)."""
         a, session = actor(), uow().session
-        out = page(session, _visible_query(session, a, args), args, (leads.c.id.desc(),))
+        out = page(session, _visible_query(session, a, args), args, (leads.c.id.desc(),),
+                   count_limit=LIST_COUNT_LIMIT)
         out["items"] = [access.present(r, a) for r in out["items"]]
         return out
 

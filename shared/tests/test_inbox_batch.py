@@ -1,0 +1,172 @@
+"""The consumer's batches: several waiting deliveries handled in one transaction, with the same
+guarantees as one at a time (each effect once, a failing event retried alone, acknowledgements
+only after the commit)."""
+import threading
+
+import pytest
+from sqlalchemy import event, func, select
+from sqlalchemy.exc import OperationalError
+
+from conftest import DEMO_DELAYS
+from crm_shared.bus import Delivery, Outcome, OutgoingMessage
+from crm_shared.events import Envelope
+from crm_shared.inbox import Dispatcher
+from crm_shared.runtime import Runtime
+from crm_shared.testing import demo_counts, demo_settings, make_demo_service, wait_until
+
+
+@pytest.fixture
+def consumer(database_url, tmp_path):
+    d = make_demo_service("b")
+    rt = Runtime(d, demo_settings("b", database_url, f"sqlite:///{tmp_path}/bus.db", "x"))
+    d.metadata.create_all(rt.engine)
+    commits = []
+    event.listen(rt.engine, "commit", lambda conn: commits.append(1))
+    rt.commits = commits
+    yield rt
+    rt.close()
+
+
+def delivery(name="x", env=None):
+    env = env or Envelope(type="lead.created", payload={"lead_id": "1", "status": "new", "name": name}, producer="a",
+                          correlation_id=f"corr-{name}")
+    return Delivery(env.id, env.type, env.to_json().encode(), 0), env
+
+
+def set_switch(rt, on: bool):
+    switches = rt.definition.metadata.tables["switches"]
+    with rt.engine.begin() as c:
+        c.execute(switches.delete())
+        c.execute(switches.insert().values(name="fail", on=int(on)))
+
+
+def processed(rt) -> int:
+    with rt.engine.connect() as c:
+        return c.execute(select(func.count()).select_from(rt.inbox)).scalar_one()
+
+
+def test_a_batch_is_one_transaction_and_each_event_applies_once(consumer):
+    rt = consumer
+    d = Dispatcher(rt, rt.definition.handlers)
+    done, done_env = delivery("done-before")
+    assert d(done) == (Outcome.ACK, None, 0)
+    batch = [delivery(f"n{i}") for i in range(20)]
+    twice = batch[3]  # the broker hands over a second copy of an event within the same batch
+    deliveries = [b[0] for b in batch] + [twice[0], done]
+    rt.commits.clear()
+    decisions = d.handle_batch(deliveries)
+    assert decisions == [(Outcome.ACK, None, 0)] * len(deliveries)
+    assert len(rt.commits) == 1
+    counts = demo_counts(rt.engine, rt.definition.metadata)
+    assert counts == {**{env.id: 1 for _, env in batch}, done_env.id: 1}
+    assert processed(rt) == 21
+
+
+def test_a_failing_handler_in_a_batch_is_retried_alone_and_the_others_apply_once(consumer):
+    rt = consumer
+    set_switch(rt, True)
+    d = Dispatcher(rt, rt.definition.handlers)
+    batch = [delivery(f"n{i}") for i in range(4)] + [delivery("poison")] + [delivery(f"m{i}") for i in range(4)]
+    decisions = d.handle_batch([b[0] for b in batch])
+    assert [x[0] for x in decisions] == [Outcome.ACK] * 4 + [Outcome.RETRY] + [Outcome.ACK] * 4
+    assert "told to fail" in decisions[4][1] and decisions[4][2] == DEMO_DELAYS[0]
+    poison_id = batch[4][1].id
+    counts = demo_counts(rt.engine, rt.definition.metadata)
+    assert counts == {env.id: 1 for _, env in batch if env.id != poison_id}
+    # the whole batch comes again (say the acknowledgements were lost), now the handler works
+    set_switch(rt, False)
+    decisions = d.handle_batch([b[0] for b in batch])
+    assert decisions == [(Outcome.ACK, None, 0)] * len(batch)
+    assert demo_counts(rt.engine, rt.definition.metadata) == {env.id: 1 for _, env in batch}
+    assert processed(rt) == len(batch)
+
+
+def test_a_database_outage_requeues_the_whole_batch_without_effects(consumer):
+    rt = consumer
+    calls = []
+
+    def handler(uow, env, payload):
+        calls.append(env.id)
+        if len(calls) == 2:
+            raise OperationalError("INSERT …", {}, Exception("connection to server was lost"))
+        rt.definition.handlers["lead.created"](uow, env, payload)
+
+    decisions = Dispatcher(rt, {"lead.created": handler}).handle_batch([delivery(f"n{i}")[0] for i in range(5)])
+    assert [x[0] for x in decisions] == [Outcome.REQUEUE] * 5
+    assert len(calls) == 2  # not tried one by one: waiting is the cure
+    assert demo_counts(rt.engine, rt.definition.metadata) == {} and processed(rt) == 0
+
+
+def test_events_emitted_in_a_batch_carry_their_own_cause_and_commit_with_it(consumer):
+    rt = consumer
+
+    def handler(uow, env, payload):
+        uow.emit("lead.assigned", {"lead_id": payload["lead_id"], "owner_id": "u1", "reason": "auto"},
+                 aggregate_type="lead", aggregate_id=payload["lead_id"])
+        uow.commit()  # a handler that commits: inside a batch it only flushes
+    batch = [delivery(f"n{i}") for i in range(6)]
+    rt.outbox_wake.clear()
+    assert Dispatcher(rt, {"lead.created": handler}).handle_batch([b[0] for b in batch]) == [(Outcome.ACK, None, 0)] * 6
+    assert rt.outbox_wake.is_set()
+    with rt.engine.connect() as c:
+        envs = [Envelope.from_json(e) for e in c.execute(select(rt.outbox.c.envelope).order_by(rt.outbox.c.id)).scalars()]
+    assert [(e.causation_id, e.correlation_id) for e in envs] == [(env.id, env.correlation_id) for _, env in batch]
+
+
+def test_invalid_and_unhandled_events_in_a_batch_do_not_hold_up_the_others(consumer):
+    rt = consumer
+    good = [delivery(f"n{i}") for i in range(3)]
+    other = Envelope(type="lead.assigned", payload={"lead_id": "1", "owner_id": "u1", "reason": "auto"}, producer="a")
+    deliveries = [good[0][0], Delivery("bad", "lead.created", b"{nope", 0), good[1][0],
+                  Delivery(other.id, other.type, other.to_json().encode(), 0), good[2][0]]
+    decisions = Dispatcher(rt, rt.definition.handlers).handle_batch(deliveries)
+    assert [x[0] for x in decisions] == [Outcome.ACK, Outcome.DEAD, Outcome.ACK, Outcome.ACK, Outcome.ACK]
+    assert demo_counts(rt.engine, rt.definition.metadata) == {env.id: 1 for _, env in good}
+
+
+def test_consume_batches_hands_over_what_is_waiting_and_settles_each_decision(bus_env):
+    bus = bus_env.connect()
+    bus_env.services.add("a")
+    bus.declare_consumer("a", ["lead.created"], DEMO_DELAYS)
+    sent = [OutgoingMessage(f"m{i:03d}", "lead.created", b"{}") for i in range(60)]
+    assert bus.publish(sent) == set()
+    batches, stop = [], threading.Event()
+
+    def callback(ds):
+        batches.append([d.message_id for d in ds])
+        # m010 fails once: only it comes back (after its retry delay), the rest of its batch is acknowledged
+        return [(Outcome.RETRY, "boom", DEMO_DELAYS[0]) if d.message_id == "m010" and d.attempts == 0
+                else (Outcome.ACK, None, 0) for d in ds]
+
+    t = threading.Thread(target=bus.consume_batches, args=("a", callback, stop), kwargs={"prefetch": 50, "max_batch": 16})
+    t.start()
+    try:
+        wait_until(lambda: sum(map(len, batches)) == 61, message="every message, m010 twice")
+        wait_until(lambda: bus.queue_depth("a") == 0, message="all settled")
+    finally:
+        stop.set()
+        t.join(10)
+    assert not t.is_alive()
+    flat = [m for b in batches for m in b]
+    assert sorted(flat) == sorted([m.message_id for m in sent] + ["m010"])
+    assert all(1 <= len(b) <= 16 for b in batches)
+    assert max(len(b) for b in batches) > 1, "waiting messages were handed over together"
+    assert [m for m in flat if m != "m010"] == [m.message_id for m in sent if m.message_id != "m010"]  # in order
+
+
+def test_a_handler_that_rolls_back_cannot_make_a_batch_ack_what_it_undid(consumer):
+    rt = consumer
+    calls = []
+
+    def handler(uow, env, payload):
+        calls.append(env.id)
+        rt.definition.handlers["lead.created"](uow, env, payload)
+        if len(calls) == 3:  # the last of the batch undoes the shared transaction
+            uow.session.rollback()
+
+    batch = [delivery(f"n{i}") for i in range(3)]
+    decisions = Dispatcher(rt, {"lead.created": handler}).handle_batch([b[0] for b in batch])
+    assert [x[0] for x in decisions] == [Outcome.ACK] * 3
+    # one by one after the batch failed: each event's effect and inbox row are there, once
+    assert demo_counts(rt.engine, rt.definition.metadata) == {env.id: 1 for _, env in batch}
+    assert processed(rt) == 3
