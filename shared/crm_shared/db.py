@@ -94,7 +94,18 @@ def make_engine(url: str, **kw) -> Engine:
     if "poolclass" not in kw:
         kw.setdefault("pool_size", int(os.environ.get("DB_POOL_SIZE", "5")))
         kw.setdefault("max_overflow", int(os.environ.get("DB_MAX_OVERFLOW", "10")))
-    return create_engine(url, **kw)
+    engine = create_engine(url, **kw)
+
+    @event.listens_for(engine, "handle_error")
+    def _unusable(ctx):
+        # A connection cut in the middle of a query stays in the pool with a query "active" and
+        # no server to finish it: psycopg then refuses the pre-ping's autocommit switch with a
+        # ProgrammingError, which SQLAlchemy does not count as a disconnect, so the request got a
+        # 500 instead of a fresh connection. It is one: throw the connection away.
+        orig = ctx.original_exception
+        if type(orig).__name__ == "ProgrammingError" and "transaction status ACTIVE" in str(orig):
+            ctx.is_disconnect = True
+    return engine
 
 
 def make_session_factory(engine: Engine) -> sessionmaker:

@@ -55,3 +55,17 @@ def test_the_api_answers_503_while_the_database_is_silent(silent_server, monkeyp
     t0 = time.monotonic()
     r = app.test_client().get("/readyz")
     assert r.status_code == 503 and r.headers["Retry-After"] and time.monotonic() - t0 < 10
+
+
+def test_a_pooled_connection_left_mid_query_is_replaced_not_an_error(pg_url):
+    """After a connection reset in the middle of a query, the pooled connection keeps a query
+    'active' that will never finish; the next checkout's pre-ping must replace it (it used to
+    surface as psycopg's ProgrammingError, a 500)."""
+    from sqlalchemy import text
+    engine = db.make_engine(pg_url, pool_size=1, max_overflow=0)
+    with engine.connect() as c:
+        raw = c.connection.dbapi_connection
+    raw.pgconn.send_query(b"select 1")  # back in the pool, left mid-query
+    with engine.connect() as c:
+        assert c.execute(text("select 2")).scalar() == 2
+    engine.dispose()
