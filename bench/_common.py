@@ -10,9 +10,11 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import subprocess
 import time
 import uuid
 from importlib import metadata
+from pathlib import Path
 
 AMQP_URL = os.environ.get("BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
 PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -81,6 +83,19 @@ def postgres_version() -> str:
             return "PostgreSQL " + c.execute("SHOW server_version").fetchone()[0]
     except Exception as exc:  # pragma: no cover
         return f"unreachable ({exc})"
+
+
+def git_revision() -> str:
+    """The commit a report was made from, and whether the work tree differed from it."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                             timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return rev + (" (with uncommitted changes)" if dirty else "") if rev else "unknown"
+    except Exception:
+        return "unknown"
 
 
 def machine_info() -> dict[str, str]:

@@ -13,7 +13,6 @@ import argparse
 import datetime
 import importlib
 import os
-import subprocess
 import sys
 import time
 import traceback
@@ -28,17 +27,6 @@ import _common as C  # noqa: E402
 
 def discover() -> list[str]:
     return sorted(p.stem for p in HERE.glob("*.py") if not p.name.startswith("_") and p.name != "run.py")
-
-
-def git_revision() -> str:
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                             timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return rev + (" (with uncommitted changes)" if dirty else "") if rev else "unknown"
-    except Exception:
-        return "unknown"
 
 
 def tuning_section() -> str:
@@ -87,7 +75,7 @@ def main(argv=None) -> int:
         "message size and persistence.",
         "",
         f"Run: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, command `{cmd}`, "
-        f"revision {git_revision()}, {total:.0f} s in all.",
+        f"revision {C.git_revision()}, {total:.0f} s in all.",
         "",
         C.md_table(["Machine", ""], [[k, v] for k, v in info.items()] + [["Load average at end", load_end]]),
         "",

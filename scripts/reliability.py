@@ -29,17 +29,6 @@ RUN_FILE = "_run.json"
 JUNIT_FILE = "_junit.xml"
 
 
-def git_revision() -> str:
-    try:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                             timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return rev + (" (with uncommitted changes)" if dirty else "") if rev else "unknown"
-    except Exception:
-        return "unknown"
-
-
 # -- running ---------------------------------------------------------------------------------------
 
 def run_tests(results: Path, extra: list[str]) -> dict:
@@ -49,7 +38,7 @@ def run_tests(results: Path, extra: list[str]) -> dict:
     argv = [sys.executable, "-m", "pytest", "-m", "reliability", "-q",
             f"--junitxml={os.path.relpath(results / JUNIT_FILE, ROOT)}", *extra]
     env = dict(os.environ, CRM_RESULTS_DIR=str(results))
-    info, revision = C.machine_info(), git_revision()  # the code the tests ran, not what came after
+    info, revision = C.machine_info(), C.git_revision()  # the code the tests ran, not what came after
     started = datetime.datetime.now(datetime.timezone.utc)
     t0 = time.monotonic()
     rc = subprocess.call(argv, cwd=ROOT, env=env)
