@@ -5,34 +5,17 @@ With CRM_REQUIRE_SERVERS=1 (set by .ci/run) a missing PostgreSQL or RabbitMQ fai
 instead of skipping the tests that need it."""
 from __future__ import annotations
 
-import os
-import socket
 import uuid
 
 import pytest
 
 from crm_shared import testing
 
-REQUIRE = os.environ.get("CRM_REQUIRE_SERVERS") == "1"
 DEMO_DELAYS = (100, 200, 300)
 CLEANUP = {"demo", "a", "b", "c", "leads", "sales", "service-desk", "notify"}
 
 
-def _up(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def need(server: str) -> None:
-    host, port = {"postgres": ("127.0.0.1", 5432), "rabbitmq": ("127.0.0.1", 5672)}[server]
-    if not _up(host, port):
-        msg = f"{server} is not reachable on {host}:{port}"
-        if REQUIRE:
-            pytest.fail(msg + " (CRM_REQUIRE_SERVERS=1: start it, see the README)")
-        pytest.skip(msg)
+need = testing.need  # skip (fail in CI) when a server is not reachable
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -38,6 +38,10 @@ FAKE_ENV = {name: f"fake{i}{name.lower().replace('_', '')}" for i, name in enume
 
 SECRET_NAME = re.compile(r"SECRET|PASSWORD|PASSWD|_PASS$|TOKEN|API_KEY|PRIVATE_KEY|CREDENTIAL", re.I)
 REQUIRED_REFERENCE = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*:?\?[^}]*\}")
+# Secrets that exist only for a while (key rotation): optional, and then their only allowed default
+# is the empty string, never a value.
+OPTIONAL_SECRETS = {"CRM_JWT_PREVIOUS_SECRET"}
+OPTIONAL_REFERENCE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*):-\}")
 
 
 def app_containers():
@@ -289,6 +293,15 @@ def test_app_environment(services, name, role, key):
     assert env.get("CRM_ENV") == "production", f"{key}: the compose platform runs with CRM_ENV=production by default"
 
 
+@pytest.mark.parametrize("name,role,key", app_containers())
+def test_the_previous_jwt_secret_reaches_every_container_during_a_rotation(raw, name, role, key):
+    """Rotation (docs/OPERATIONS.md): the old key must reach every web and worker, or tokens issued
+    before the rotation fail on some containers only; unset, it is empty (= no previous key)."""
+    rotating = environment(interpolate(raw, {**FAKE_ENV, "CRM_JWT_PREVIOUS_SECRET": "old" + "k" * 40})["services"][key])
+    assert rotating["CRM_JWT_PREVIOUS_SECRET"] == "old" + "k" * 40
+    assert environment(interpolate(raw, FAKE_ENV)["services"][key])["CRM_JWT_PREVIOUS_SECRET"] == ""
+
+
 def test_notify_sends_mail_to_the_catcher(services):
     assert str(services["mailpit"]["image"]).startswith("axllent/mailpit:")
     for role in ROLES:
@@ -371,14 +384,19 @@ def test_no_service_touches_another_services_database(services, name, role, key)
 def test_secret_looking_settings_are_required_variables(raw):
     for key, svc in raw["services"].items():
         for var, value in environment(svc).items():
-            if SECRET_NAME.search(var):
+            if var in OPTIONAL_SECRETS:
+                m = OPTIONAL_REFERENCE.fullmatch(str(value).strip())
+                assert m and m["name"] == var, f"{key}.{var} must be `${{{var}:-}}` (empty unless set): {value!r}"
+            elif SECRET_NAME.search(var):
                 assert isinstance(value, str) and REQUIRED_REFERENCE.fullmatch(value.strip()), (
                     f"{key}.{var} must be `${{VAR:?message}}`, never a literal or a default: {value!r}")
 
 
 def test_secret_variables_have_no_default(raw):
     for name, op, arg in references(raw):
-        if SECRET_NAME.search(name):
+        if name in OPTIONAL_SECRETS:
+            assert (op, arg) == (":-", ""), f"${{{name}}} may only default to empty"
+        elif SECRET_NAME.search(name):
             assert op in (":?", "?"), f"${{{name}}} must be required (`:?`): a default would be a secret in the file"
 
 

@@ -313,25 +313,9 @@ def inbox_via_api(p: Platform) -> dict:
 
 # -- platforms outside the shared fixture: a private broker, a proxied database ---------------------
 
-def need_postgres() -> None:
-    if not _up(5432):
-        if REQUIRE:
-            pytest.fail("PostgreSQL is not reachable on 127.0.0.1:5432 (CRM_REQUIRE_SERVERS=1)")
-        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
-
-
-def _up(port: int) -> bool:
-    import socket
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.fixture
 def pg_urls():
-    need_postgres()
+    testing.need("postgres")
     from crm_shared import service as services
     with contextlib.ExitStack() as stack:
         yield {n: stack.enter_context(testing.postgres_database()) for n in services.installed()}
@@ -552,10 +536,7 @@ def test_database_unreachable_503_then_recovers_by_itself(tmp_path, pg_urls):
 
 
 def need_rabbitmq() -> None:
-    if not _up(5672):
-        if REQUIRE:
-            pytest.fail("RabbitMQ is not reachable on 127.0.0.1:5672 (CRM_REQUIRE_SERVERS=1)")
-        pytest.skip("RabbitMQ is not reachable on 127.0.0.1:5672")
+    testing.need("rabbitmq")
 
 
 def ledger_notify_inbox(p: Platform) -> int:

@@ -36,6 +36,30 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05, message
         time.sleep(interval)
 
 
+SERVERS = {"postgres": ("127.0.0.1", 5432), "rabbitmq": ("127.0.0.1", 5672)}
+
+
+def server_up(server: str) -> bool:
+    import socket
+    try:
+        with socket.create_connection(SERVERS[server], timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def need(server: str) -> None:
+    """Skip the calling test when `server` (postgres, rabbitmq) is not reachable; with
+    CRM_REQUIRE_SERVERS=1 (CI) fail it instead, so a stopped server never passes as a skip."""
+    import pytest
+    if not server_up(server):
+        host, port = SERVERS[server]
+        msg = f"{server} is not reachable on {host}:{port}"
+        if os.environ.get("CRM_REQUIRE_SERVERS") == "1":
+            pytest.fail(msg + " (CRM_REQUIRE_SERVERS=1: start it, see the README)")
+        pytest.skip(msg)
+
+
 @contextlib.contextmanager
 def postgres_database(prefix: str = "crm_test"):
     """A fresh PostgreSQL database, dropped afterwards. Yields its SQLAlchemy URL."""
