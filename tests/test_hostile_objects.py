@@ -82,6 +82,8 @@ def desk_world(c: h.Client) -> dict:
                                                  "subject": SECRET + " is angry", "description": SECRET_PHONE,
                                                  "channel": "phone"})
     assert t["assignee_id"] == "agent1", t
+    # a supervisor to escalate to: a stranger's escalation would succeed if the access check let it by
+    c.ok("PUT", "/v1/queues/complaints", SUPERVISOR, {"supervisor_id": "sup9"})
     return {"ticket_id": t["id"], "customer_id": "c1", "user_id": "agent1", "name": "complaints"}
 
 
@@ -172,6 +174,7 @@ TABLE = {
         "GET /v1/tickets/{ticket_id}": (None, DESK_STRANGERS),
         "POST /v1/tickets/{ticket_id}/assignment": ({"assignee_id": "agent2"}, DESK_STRANGERS),
         "POST /v1/tickets/{ticket_id}/comments": ({"body": "hijack"}, DESK_STRANGERS),
+        "POST /v1/tickets/{ticket_id}/escalate": ({"reason": "hijack"}, DESK_STRANGERS),
         "POST /v1/tickets/{ticket_id}/referral": ({"note": "sell them more"}, DESK_STRANGERS),
         "POST /v1/tickets/{ticket_id}/status": ({"status": "resolved"}, DESK_STRANGERS),
         # any service agent may look up any customer who calls; sales only their own

@@ -2,7 +2,7 @@
 import { html, useState, useEffect, startConsole, useAsync, useAction, Loading, Table, Field, Stat, Badge, ErrorBox, say } from "../common/lib/ui.js";
 import { api, all, stream } from "../common/lib/api.js";
 import { t, addMessages, money, date, dateTime, num } from "../common/lib/i18n.js";
-import { OPEN, daysLeft, recycleAt } from "../common/lib/leads.js";
+import { OPEN, daysLeft } from "../common/lib/leads.js";
 import { onAuthChange } from "../common/lib/auth.js";
 import { messages } from "./messages.js";
 
@@ -15,13 +15,6 @@ const go = (hash) => { location.hash = hash; };
 
 // ---- shared data -----------------------------------------------------------------------------------
 
-const policies = new Map();
-async function policyFor(teamId) {
-  const key = teamId ?? "default";
-  if (!policies.has(key)) policies.set(key, api("leads", "/v1/pool-policy", { query: teamId ? { team_id: teamId } : {} }));
-  return policies.get(key);
-}
-
 // a rep: their own leads; a manager: every owned lead they may see (their teams')
 const isManager = (user) => user.roles.some((r) => ["sales_manager", "general_manager", "admin"].includes(r));
 
@@ -29,7 +22,7 @@ async function myLeads(user) {
   const query = isManager(user) ? { per_page: 100 } : { owner_id: user.id, per_page: 100 };
   const page = await api("leads", "/v1/leads", { query });
   const items = page.items.filter((l) => OPEN.includes(l.status) && l.owner_id);
-  for (const l of items) l._left = daysLeft(l, await policyFor(l.team_id));
+  for (const l of items) l._left = daysLeft(l);  // from the API's recycle_at
   return items;
 }
 
@@ -141,10 +134,9 @@ function Leads({ user, query }) {
 function Lead({ id, user }) {
   const state = useAsync(async () => {
     const [lead, fus] = await Promise.all([api("leads", `/v1/leads/${id}`), api("leads", `/v1/leads/${id}/follow-ups`)]);
-    const pol = await policyFor(lead.team_id);
-    return { lead, followUps: fus.items, policy: pol };
+    return { lead, followUps: fus.items };
   }, [id]);
-  return html`<${Loading} state=${state}>${({ lead, followUps, policy }) => html`
+  return html`<${Loading} state=${state}>${({ lead, followUps }) => html`
     <h2>${lead.name || lead.company} <${Badge}>${status(lead.status)}</${Badge}></h2>
     <div class="grid">
       <section class="card" aria-labelledby="lead-facts"><h3 id="lead-facts">${t("lead.facts")}</h3>
@@ -157,7 +149,7 @@ function Lead({ id, user }) {
           <dt>${t("lead.score")}</dt><dd>${lead.score ?? "—"} ${lead.tier ? `(${lead.tier})` : ""}</dd>
           <dt>${t("lead.owner")}</dt><dd>${lead.owner_name || "—"}</dd>
           <dt>${t("lead.next")}</dt><dd>${dateTime(lead.next_follow_up_at)}</dd>
-          <dt>${t("lead.recycleAt")}</dt><dd>${lead.locked ? t("lead.locked") : dateTime(recycleAt(lead, policy)?.toISOString())}</dd>
+          <dt>${t("lead.recycleAt")}</dt><dd>${lead.locked ? t("lead.locked") : dateTime(lead.recycle_at)}</dd>
         </dl>
         <${StatusActions} lead=${lead} onDone=${state.reload} />
       </section>

@@ -1,6 +1,7 @@
 // Service desk: queue views with SLA countdowns, the ticket page with the customer's context,
-// replies and internal notes, reassignment, and the supervisor's breach list.
-import { html, useState, startConsole, useAsync, useAction, Loading, Table, Field, Badge, ErrorBox, SlaCountdown, say } from "../common/lib/ui.js";
+// replies and internal notes, escalation to the queue's supervisor, reassignment, and the
+// supervisor's breach list.
+import { html, useState, useEffect, useRef, startConsole, useAsync, useAction, Loading, Table, Field, Badge, ErrorBox, SlaCountdown, say } from "../common/lib/ui.js";
 import { api, all } from "../common/lib/api.js";
 import { t, addMessages, money, date, dateTime } from "../common/lib/i18n.js";
 import { messages } from "./messages.js";
@@ -82,6 +83,7 @@ function Ticket({ id, user }) {
     </section>
     <div class="grid">
       <${StatusActions} ticket=${ticket} onDone=${state.reload} />
+      ${LIVE.includes(ticket.status) && !ticket.escalated_to && html`<${Escalate} ticket=${ticket} onDone=${state.reload} />`}
       ${agents.length > 0 && !["resolved", "closed"].includes(ticket.status) && html`<${Reassign} ticket=${ticket} agents=${agents} onDone=${state.reload} />`}
     </div>`}</${Loading}>`;
 }
@@ -115,6 +117,41 @@ function Reply({ ticket, onDone }) {
     <${ErrorBox} error=${act.error} />
     <div class="actions"><button type="submit" disabled=${act.busy}>${internal ? t("tk.addNote") : t("tk.send")}</button></div>
   </form>`;
+}
+
+const LIVE = ["new", "open", "pending"];
+
+// Escalate by hand (the SLA scan does it on a breach): a modal dialog asks for an optional reason.
+function Escalate({ ticket, onDone }) {
+  const [open, setOpen] = useState(false);
+  const [reason, setReason] = useState("");
+  const dialog = useRef(null);
+  const opener = useRef(null);
+  const act = useAction((t2) => { setOpen(false); say(t("es.done", { id: ticket.id, to: t2.escalated_to })); onDone(); });
+  useEffect(() => {
+    const d = dialog.current;
+    if (!d) return;
+    if (open && !d.open) d.showModal();
+    if (!open && d.open) d.close();
+  }, [open]);
+  const close = () => { setOpen(false); act.setError(null); if (opener.current) opener.current.focus(); };
+  const submit = (e) => { e.preventDefault(); act.run(() => api("service-desk", `/v1/tickets/${ticket.id}/escalate`,
+    { method: "POST", body: { reason: reason.trim() || null } })); };
+  return html`<section class="card" aria-labelledby="es-h"><h3 id="es-h">${t("es.title")}</h3>
+    <p class="muted">${t("es.hint")}</p>
+    <button type="button" class="secondary" ref=${opener} onClick=${() => setOpen(true)}>${t("es.open")}</button>
+    <dialog ref=${dialog} aria-labelledby="es-dh" onClose=${() => open && close()}>
+      <form class="stack" onSubmit=${submit}>
+        <h3 id="es-dh">${t("es.dialog", { id: ticket.id })}</h3>
+        <${Field} label=${t("es.reason")} hint=${t("es.reasonHint")}><textarea maxlength="2000" value=${reason}
+          onInput=${(e) => setReason(e.target.value)}></textarea></${Field}>
+        <${ErrorBox} error=${act.error} />
+        <div class="actions">
+          <button type="submit" class="danger" disabled=${act.busy}>${t("es.submit")}</button>
+          <button type="button" class="secondary" onClick=${close}>${t("es.cancel")}</button>
+        </div>
+      </form>
+    </dialog></section>`;
 }
 
 const MOVES = { open: ["pending", "resolved"], pending: ["open", "resolved"], resolved: ["closed", "open"], closed: ["open"] };

@@ -17,7 +17,10 @@ export const messages = {
     "mv.done.pending": "工单 #{id} 已挂起", "mv.done.resolved": "工单 #{id} 已解决，满意度调查已发出", "mv.done.closed": "工单 #{id} 已关闭",
     "mv.done.open": "工单 #{id} 已重新打开",
     "ra.title": "改派", "ra.to": "改派给", "ra.submit": "改派", "ra.done": "工单 #{id} 已改派给 {to}",
-    "ra.escalate": "超出 SLA 的工单会自动升级给队列主管。",
+    "ra.escalate": "超出 SLA 的工单会自动升级给队列主管；客服也可以在工单页上手动升级。",
+    "es.title": "升级", "es.hint": "需要主管介入时，立即把工单升级给队列主管（超出 SLA 时会自动升级）。",
+    "es.open": "升级给主管", "es.dialog": "升级工单 #{id}", "es.reason": "原因（可选）", "es.reasonHint": "记录在工单时间线中，主管可以看到。",
+    "es.submit": "确认升级", "es.cancel": "取消", "es.done": "工单 #{id} 已升级给 {to}",
   },
   en: {
     "sd.title": "Service desk", "nav.queues": "Queues", "nav.breaches": "Breaches",
@@ -39,6 +42,10 @@ export const messages = {
     "mv.done.pending": "Ticket #{id} is pending", "mv.done.resolved": "Ticket #{id} resolved; the satisfaction survey is on its way",
     "mv.done.closed": "Ticket #{id} closed", "mv.done.open": "Ticket #{id} reopened",
     "ra.title": "Reassign", "ra.to": "Reassign to", "ra.submit": "Reassign", "ra.done": "Ticket #{id} reassigned to {to}",
-    "ra.escalate": "Tickets past their SLA escalate to the queue's supervisor by themselves.",
+    "ra.escalate": "Tickets past their SLA escalate to the queue's supervisor by themselves; agents can also escalate one by hand on its page.",
+    "es.title": "Escalate", "es.hint": "Hand the ticket to the queue's supervisor now (it happens by itself once the SLA is breached).",
+    "es.open": "Escalate to the supervisor", "es.dialog": "Escalate ticket #{id}", "es.reason": "Reason (optional)",
+    "es.reasonHint": "Kept in the ticket's timeline for the supervisor.", "es.submit": "Escalate", "es.cancel": "Cancel",
+    "es.done": "Ticket #{id} escalated to {to}",
   },
 };

@@ -9,18 +9,27 @@ One port in front of the four services and the department consoles:
     POST /auth/dev-token                      -> a development token for the user picker
                                                  (refused with CRM_ENV=production)
 
+The consoles come with security headers: a Content-Security-Policy (scripts, styles, fetches from
+this origin only, plus the identity provider's origin for the OIDC calls; the one inline script,
+the import map, allowed by its SHA-256 hash, computed from the page served), nosniff, and a
+Referrer-Policy that never sends a console's address (a ticket or lead id in it) elsewhere.
+
 It is a threaded werkzeug server with a `requests` session per thread: plenty for one developer,
 not a production proxy (compose and the cluster use nginx)."""
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
 import json
+import re
 import logging
 import os
 import threading
 import uuid
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 from werkzeug.exceptions import HTTPException, NotFound
@@ -40,6 +49,29 @@ HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authoriza
 # requests decodes gzip/deflate while streaming, so these no longer describe the body we pass on
 DROP_FROM_RESPONSE = HOP_BY_HOP | {"content-encoding"}
 CONSOLES = ("sales", "backoffice", "service", "managers")
+# an inline <script> of a console page (the import map): allowed by the hash of its text
+INLINE_SCRIPT = re.compile(rb"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.S | re.I)
+REFERRER_POLICY = "same-origin"
+
+
+def script_hashes(page: bytes) -> list[str]:
+    """CSP source expressions ('sha256-...') for the inline scripts of an HTML page."""
+    return [f"'sha256-{base64.b64encode(hashlib.sha256(m.group(1)).digest()).decode()}'"
+            for m in INLINE_SCRIPT.finditer(page)]
+
+
+def content_security_policy(page: bytes | None = None, oidc: dict | None = None) -> str:
+    """The consoles' policy: everything from this origin, no plugins, no framing, no inline code
+    but the page's own inline scripts (by hash); fetches may also go to the identity provider."""
+    connect = ["'self'"]
+    if oidc:
+        parts = urlsplit(oidc["issuer"])
+        connect.append(f"{parts.scheme}://{parts.netloc}")
+    scripts = ["'self'", *script_hashes(page or b"")]
+    return "; ".join([
+        "default-src 'self'", f"script-src {' '.join(scripts)}", "style-src 'self'", "img-src 'self' data:",
+        "font-src 'self'", f"connect-src {' '.join(connect)}", "object-src 'none'", "base-uri 'none'",
+        "form-action 'self'", "frame-ancestors 'none'"])
 
 
 def default_frontends_dir() -> Path:
@@ -106,7 +138,8 @@ class Gateway:
             return problem(503, "Service Unavailable", "CRM_ENV=production needs CRM_OIDC_ISSUER for the consoles.")
         else:
             body = {"auth": "dev", "env": self.settings.env}
-        return Response(json.dumps(body), mimetype="application/json", headers={"Cache-Control": "no-store"})
+        return self.secure(Response(json.dumps(body), mimetype="application/json",
+                                    headers={"Cache-Control": "no-store"}))
 
     def static(self, request: Request, rel: str) -> Response:
         if request.method not in ("GET", "HEAD"):
@@ -123,7 +156,15 @@ class Gateway:
             return problem(404, "Not Found", f"No file {request.path}.")
         resp = send_file(str(p), request.environ, conditional=True, max_age=0)
         resp.headers["Cache-Control"] = "no-cache"
+        self.secure(resp, p.read_bytes() if p.suffix == ".html" else None)
+        return resp
+
+    def secure(self, resp: Response, page: bytes | None = None) -> Response:
+        """The security headers of everything under /app/ (the policy matters for the pages)."""
+        resp.headers["Content-Security-Policy"] = content_security_policy(page, oidc_config(self.env))
         resp.headers["X-Content-Type-Options"] = "nosniff"
+        resp.headers["Referrer-Policy"] = REFERRER_POLICY
+        resp.headers["X-Frame-Options"] = "DENY"
         return resp
 
     def dev_token(self, request: Request) -> Response:

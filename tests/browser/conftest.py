@@ -67,6 +67,11 @@ def platform(tmp_path_factory, browser):
         p.stop()
 
 
+# reported by the page itself too (the console message alone names no blocked URI for some kinds)
+CSP_WATCH = """document.addEventListener('securitypolicyviolation', (e) =>
+  console.error(`CSP violation: ${e.effectiveDirective} blocked ${e.blockedURI || 'inline'} at ${e.sourceFile}:${e.lineNumber}`));"""
+
+
 class Console:
     """One browser context (a fresh profile: storage, language) on one console."""
 
@@ -77,8 +82,16 @@ class Console:
         self.page = self.context.new_page()
         self.errors: list[str] = []
         self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        # what the gateway's Content-Security-Policy refused: every console must satisfy it
+        self.csp: list[str] = []
+        self.page.on("console", self._console)
+        self.page.add_init_script(CSP_WATCH)
         # the language the user starts with (a later choice in the page is kept, as for a real user)
         self.page.add_init_script(f"localStorage.getItem('crm.lang') || localStorage.setItem('crm.lang', '{lang}')")
+
+    def _console(self, msg) -> None:
+        if msg.type == "error" and ("Content Security Policy" in msg.text or msg.text.startswith("CSP violation")):
+            self.csp.append(msg.text)
 
     def url(self, hash_: str = "") -> str:
         return f"{self.platform.url}/app/{self.console}/{hash_}"
@@ -100,6 +113,7 @@ class Console:
 
     def close(self):
         assert not self.errors, f"JavaScript errors in the {self.console} console: {self.errors}"
+        assert not self.csp, f"Content-Security-Policy violations in the {self.console} console: {self.csp}"
         self.context.close()
 
 
@@ -118,13 +132,16 @@ def console(browser, platform):
 
 
 AXE = (importlib.resources.files("axe_playwright_python") / "axe.min.js").read_text(encoding="utf-8")
+AXE_DEFINE = f"() => {{ {AXE}\n; return typeof window.axe; }}"
 
 
 def audit(page, where: str) -> None:
     """axe-core (WCAG 2.x A/AA rules and best practices) on the page as it is now: any serious or
     critical violation fails, with the rule, the help text and the offending elements."""
     if not page.evaluate("() => typeof window.axe !== 'undefined'"):
-        page.add_script_tag(content=AXE)
+        # evaluated through the DevTools protocol: an added <script> tag would be (rightly) refused
+        # by the consoles' Content-Security-Policy
+        page.evaluate(AXE_DEFINE)
     result = page.evaluate("() => axe.run(document, { resultTypes: ['violations'] })")
     bad = [v for v in result["violations"] if v["impact"] in ("serious", "critical")]
     report = "\n".join(f"- {v['id']} ({v['impact']}): {v['help']}\n    " +

@@ -96,6 +96,8 @@ def seed(base: str) -> dict:
     # service desk: an agent on the complaints queue and a ticket of the customer (waits for the read model)
     sup.post("/service-desk/v1/agents", {"user_id": "agent-liu", "name": "刘洋", "skills": ["complaints", "inquiries"],
                                          "max_open": 10})
+    # the complaints queue's supervisor: tickets escalate to them (by hand, or on an SLA breach)
+    sup.call("PUT", "/service-desk/v1/queues/complaints", json={"supervisor_id": "sup-zhao"})
     sup.post("/service-desk/v1/agents", {"user_id": "agent-sun", "name": "孙丽", "skills": ["complaints"], "max_open": 10})
     wait_until(lambda: sup.get(f"/service-desk/v1/customers/{cust['id']}").get("known"), timeout=20,
                message="service-desk knows the customer")

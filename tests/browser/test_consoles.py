@@ -4,7 +4,7 @@ One platform for the module; the tests run in order (the rep's conversion feeds 
 from __future__ import annotations
 
 import re
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 import pytest
 from playwright.sync_api import expect
@@ -55,7 +55,10 @@ def test_today_board_counts_what_the_apis_hold(console, platform):
     expect(page.get_by_role("heading", name="To contact today")).to_be_visible()
     expect(page.get_by_role("link", name="钱七")).to_be_visible()
     days = page.get_by_role("row", name=re.compile("钱七")).locator("td").last
-    expect(days).to_have_text(re.compile(r"\d+ days"))
+    # the days before recycling are the leads API's recycle_at (the recycle scan's own rule)
+    own = rep.get(f"/leads/v1/leads/{platform.data['own_lead']['id']}")
+    left = (datetime.fromisoformat(own["recycle_at"]) - datetime.now(timezone.utc)).total_seconds() // 86400
+    expect(days).to_have_text(f"{int(left)} days")
 
 
 def test_rep_claims_a_lead_logs_a_follow_up_and_converts_it(console, platform):
@@ -193,6 +196,88 @@ def test_agent_replies_and_resolves_a_ticket(console, platform):
     assert t["status"] == "resolved" and t["first_response_at"]
     assert [(x["body"], x["public"]) for x in t["comments"] if not x["automatic"]] == [
         ("已定位为网络问题，正在处理。", True), ("客户是金牌客户，优先处理", False)]
+
+
+def test_agent_escalates_a_ticket_to_the_supervisor(console, platform):
+    sup = Client(platform.url, "sup-zhao")
+    ticket = sup.post("/service-desk/v1/tickets", {"customer_id": str(platform.data["customer"]["id"]), "type": "complaint",
+                                                  "channel": "wechat", "priority": "normal", "subject": "发票抬头错误"})
+    c = console("service")
+    page = c.login("刘洋", f"#/tickets/{ticket['id']}")
+    expect(page.get_by_role("heading", name=re.compile("发票抬头错误"))).to_be_visible()
+    card = page.get_by_role("region", name="Escalate", exact=True)
+    expect(card).to_contain_text("supervisor")
+    # the dialog: opened and dismissed with Escape, the focus back on its button, nothing sent
+    card.get_by_role("button", name="Escalate to the supervisor").click()
+    dialog = page.get_by_role("dialog", name=f"Escalate ticket #{ticket['id']}")
+    expect(dialog).to_be_visible()
+    expect(dialog.get_by_label("Reason (optional)")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
+    expect(card.get_by_role("button", name="Escalate to the supervisor")).to_be_focused()
+    assert sup.get(f"/service-desk/v1/tickets/{ticket['id']}")["escalated_to"] is None
+    # again, with a reason
+    card.get_by_role("button", name="Escalate to the supervisor").click()
+    dialog.get_by_label("Reason (optional)").fill("客户要求主管回电")
+    audit(page, "the escalation dialog")
+    dialog.get_by_role("button", name="Escalate", exact=True).click()
+    expect(dialog).to_be_hidden()
+    facts = page.get_by_role("region", name="Ticket", exact=True)
+    expect(facts).to_contain_text("Escalated to")
+    expect(facts).to_contain_text("sup-zhao")
+    expect(page.get_by_role("status")).to_contain_text(f"Ticket #{ticket['id']} escalated to sup-zhao")
+    expect(page.get_by_role("region", name="Escalate", exact=True)).to_have_count(0)  # once only
+    t = sup.get(f"/service-desk/v1/tickets/{ticket['id']}")
+    assert t["escalated_to"] == "sup-zhao"
+    [step] = [x for x in t["timeline"] if x["kind"] == "escalated"]
+    assert step["actor_id"] == "agent-liu" and step["data"]["reason"] == "客户要求主管回电"
+    sup.post(f"/service-desk/v1/tickets/{ticket['id']}/escalate", expect=(409,))
+    audit(page, "the escalated ticket")
+
+
+@pytest.mark.parametrize("name,user", [("sales", "李雷"), ("backoffice", "张伟"), ("service", "赵军"), ("managers", "周敏")])
+def test_log_out_of_each_console(console, name, user):
+    c = console(name)
+    page = c.login(user)
+    assert page.evaluate("localStorage.getItem('crm.token')")
+    page.get_by_role("button", name="Log out").click()
+    expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+    expect(page.get_by_role("button", name=f"Log in as {user}")).to_be_visible()
+    expect(page.get_by_role("button", name="Log out")).to_have_count(0)
+    expect(page.locator("nav.tabs")).to_have_count(0)
+    assert page.evaluate("localStorage.getItem('crm.token')") is None
+    page.reload()  # still out: the token is gone, not just hidden
+    expect(page.get_by_role("button", name=f"Log in as {user}")).to_be_visible()
+    expect(page.get_by_role("button", name="Log out")).to_have_count(0)
+    audit(page, f"the {name} console after logging out")
+
+
+def test_security_headers_and_the_policy_holds_in_the_browser(console, platform):
+    """Every page under /app/ carries the headers; the consoles run under the policy without a
+    violation (each test's Console checks that), and the policy really refuses inline code."""
+    import requests
+
+    for path in ("/app/", "/app/sales/", "/app/service/", "/app/common/lib/ui.js", "/app/config.json"):
+        r = requests.get(platform.url + path, timeout=10)
+        assert r.status_code == 200, path
+        csp = r.headers["Content-Security-Policy"]
+        assert "script-src 'self'" in csp and "'unsafe-inline'" not in csp and "object-src 'none'" in csp, csp
+        assert "frame-ancestors 'none'" in csp
+        assert r.headers["X-Content-Type-Options"] == "nosniff"
+        assert r.headers["Referrer-Policy"] == "same-origin"
+    c = console("service")
+    page = c.login("刘洋")
+    expect(page.get_by_role("heading", name="Queues")).to_be_visible()
+    assert c.csp == []
+    # an injected inline script and an inline event handler do not run, and are reported
+    page.evaluate("""() => {
+      const s = document.createElement('script'); s.textContent = 'window.__pwned = 1'; document.body.append(s);
+      const i = document.createElement('img'); i.setAttribute('onerror', 'window.__pwned = 2'); i.src = 'x:'; document.body.append(i);
+    }""")
+    page.wait_for_timeout(300)
+    assert page.evaluate("window.__pwned") is None
+    assert any("script-src" in v for v in c.csp), c.csp
+    c.csp.clear()
 
 
 def test_back_office_fulfils_the_order_and_finance_records_a_payment(console, platform):
@@ -375,8 +460,7 @@ def test_production_login_goes_through_the_identity_provider_with_pkce(browser, 
 def test_sla_countdown_colours_and_recycle_days_in_the_browser(console):
     """The two client-side rules, run in the page's own modules: an SLA countdown is green with
     time left, amber from the service's warning time, red past due (paused and met timers say so);
-    days before recycling follow the leads service's rule (the earlier of no follow-up and no
-    conversion, locked leads never)."""
+    days before recycling are whole days to the leads API's recycle_at (none when it is null)."""
     c = console("service")
     page = c.open()
     page.get_by_role("heading", name="Log in").wait_for()
@@ -400,15 +484,11 @@ def test_sla_countdown_colours_and_recycle_days_in_the_browser(console):
         sla[k] = [el.firstElementChild.className, el.textContent];
       }
       const day = 86400000, iso = (d) => new Date(now + d * day).toISOString();
-      const policy = { recycle_no_follow_up_days: 7, recycle_no_conversion_days: 30, tier_days: { A: { no_follow_up: 14 } } };
-      const lead = (x) => ({ status: 'contacted', assigned_at: iso(-10), last_follow_up_at: null, tier: 'B', locked: false, ...x });
       const days = {
-        never_followed: leads.daysLeft(lead({}), policy, now),
-        followed: leads.daysLeft(lead({ last_follow_up_at: iso(-2) }), policy, now),
-        conversion_first: leads.daysLeft(lead({ assigned_at: iso(-28), last_follow_up_at: iso(-1) }), policy, now),
-        tier_a: leads.daysLeft(lead({ tier: 'A' }), policy, now),
-        locked: leads.daysLeft(lead({ locked: true }), policy, now),
-        converted: leads.daysLeft(lead({ status: 'converted' }), policy, now),
+        overdue: leads.daysLeft({ recycle_at: iso(-2.5) }, now),
+        today: leads.daysLeft({ recycle_at: iso(0.5) }, now),
+        later: leads.daysLeft({ recycle_at: iso(5.2) }, now),
+        not_watched: leads.daysLeft({ recycle_at: null }, now),
       };
       return { sla, days };
     }""")
@@ -420,5 +500,5 @@ def test_sla_countdown_colours_and_recycle_days_in_the_browser(console):
     assert "muted" in sla["paused"][0] and "1h 30m" in sla["paused"][1]
     # assigned 10 days ago: 7 days without follow-up -> 3 days overdue; a follow-up 2 days ago -> 5 left;
     # assigned 28 days ago -> conversion due in 2 (before the follow-up rule's 6); tier A: 14 - 10 = 4
-    assert out["days"] == {"never_followed": -3, "followed": 5, "conversion_first": 2, "tier_a": 4,
-                           "locked": None, "converted": None}
+    # whole days to the API's recycle_at (the rule itself is the leads service's, tested there)
+    assert out["days"] == {"overdue": -3, "today": 0, "later": 5, "not_watched": None}

@@ -98,6 +98,9 @@ class LeadOut(Schema):
     pooled_at = Aware(allow_none=True)
     converted_at = Aware(allow_none=True)
     won_at = Aware(allow_none=True)
+    recycle_at = Aware(allow_none=True, metadata={
+        "description": "when the lead goes back to the pool unless it is followed up, converted or locked "
+                       "first (the team's pool policy); null when it is not owned, open and unlocked"})
 
 
 class LeadQuery(PageQuery):

@@ -2,13 +2,14 @@
 and domain refusals answered as problem+json."""
 from __future__ import annotations
 
-from flask import current_app, request
+from flask import current_app, g, request
 from sqlalchemy import func, select
 
 from crm_shared.web.app import runtime_of, unit_of_work
 from crm_shared.web.auth import current_user
 from crm_shared.web.errors import problem
 
+from ..domain import access, policy, recycle
 from ..domain.actor import Actor
 from ..domain.errors import DomainError
 
@@ -51,3 +52,19 @@ def domain_error(exc: DomainError):
 
 def path() -> str:
     return request.path
+
+
+def present(row, a, **kw) -> dict:
+    """The lead as `access.present` shows it to this actor, with `recycle_at`: when the recycle scan
+    returns it to the pool (its own rule, the team's pool policy; None when the scan does not watch
+    the lead). A request loads each team's policy once."""
+    out = access.present(row, a, **kw)
+    out["recycle_at"] = recycle.recycle_at(row, _team_policy)
+    return out
+
+
+def _team_policy(team_id) -> dict:
+    cache = g.setdefault("leads_pool_policies", {})
+    if team_id not in cache:
+        cache[team_id] = policy.load(unit_of_work().session, team_id)
+    return cache[team_id]

@@ -15,7 +15,7 @@ from .. import schemas as s
 from ..domain import access, imports, intake, lifecycle, pool
 from ..domain.errors import DomainError, Invalid, NotFound
 from ..models import follow_ups, lead_history, leads
-from .common import actor, domain_error, now, page, path, runtime, uow
+from .common import actor, domain_error, now, page, path, present, runtime, uow
 
 blp = Blueprint("leads", __name__, url_prefix="/v1/leads", description="Leads: intake, follow-ups, lifecycle")
 blp.app_errorhandler(DomainError)(domain_error)
@@ -32,7 +32,7 @@ def answer(result, session_uow, a, source=None):
         session_uow.commit()
         raise Conflict("This customer is already known.", **result.problem_extra())
     session_uow.commit()
-    return access.present(result.lead, a)
+    return present(result.lead, a)
 
 
 @blp.route("")
@@ -52,7 +52,7 @@ class Leads(MethodView):
         a, session = actor(), uow().session
         out = page(session, _visible_query(session, a, args), args, (leads.c.id.desc(),),
                    count_limit=LIST_COUNT_LIMIT)
-        out["items"] = [access.present(r, a) for r in out["items"]]
+        out["items"] = [present(r, a) for r in out["items"]]
         return out
 
 
@@ -108,7 +108,7 @@ class Lead(MethodView):
         """One lead. A manager or admin who does not own it sees the full contact data, logged."""
         a, u = actor(), uow()
         row = access.load(u.session, lead_id, a)
-        out = access.present(row, a, full=True, session=u.session, now=now(), path=path())
+        out = present(row, a, full=True, session=u.session, now=now(), path=path())
         u.commit()
         return out
 
@@ -119,7 +119,7 @@ class Lead(MethodView):
         a, u = actor(), uow()
         row = lifecycle.edit(u, lead_id, a, data, now())
         u.commit()
-        return access.present(row, a)
+        return present(row, a)
 
 
 @blp.route("/<int:lead_id>/assign")
@@ -132,7 +132,7 @@ class Assign(MethodView):
         a, u = actor(), uow()
         row = pool.assign(u, lead_id, a, data["user_id"], data["reason"], now())
         u.commit()
-        return access.present(row, a)
+        return present(row, a)
 
 
 @blp.route("/<int:lead_id>/claim")
@@ -144,7 +144,7 @@ class Claim(MethodView):
         a, u = actor(), uow()
         row = pool.claim(u, lead_id, a, now())
         u.commit()
-        return access.present(row, a)
+        return present(row, a)
 
 
 @blp.route("/<int:lead_id>/release")
@@ -156,7 +156,7 @@ class Release(MethodView):
         a, u = actor(), uow()
         row = pool.release(u, lead_id, a, data["reason"], now())
         u.commit()
-        return access.present(row, a)
+        return present(row, a)
 
 
 @blp.route("/<int:lead_id>/lock")
@@ -167,7 +167,7 @@ class Lock(MethodView):
         a, u = actor(), uow()
         row = pool.set_lock(u, lead_id, a, True, now())
         u.commit()
-        return access.present(row, a)
+        return present(row, a)
 
     @blp.response(200, s.LeadOut)
     def delete(self, lead_id):
@@ -175,7 +175,7 @@ class Lock(MethodView):
         a, u = actor(), uow()
         row = pool.set_lock(u, lead_id, a, False, now())
         u.commit()
-        return access.present(row, a)
+        return present(row, a)
 
 
 @blp.route("/<int:lead_id>/follow-ups")
@@ -208,7 +208,7 @@ class Status(MethodView):
         a, u = actor(), uow()
         row = lifecycle.set_status(u, lead_id, a, data["status"], now())
         u.commit()
-        return access.present(row, a)
+        return present(row, a)
 
 
 @blp.route("/<int:lead_id>/convert")
@@ -220,7 +220,7 @@ class Convert(MethodView):
         a, u = actor(), uow()
         row = lifecycle.convert(u, lead_id, a, data, now())
         u.commit()
-        return access.present(row, a)
+        return present(row, a)
 
 
 @blp.route("/<int:lead_id>/disqualify")
@@ -231,7 +231,7 @@ class Disqualify(MethodView):
         a, u = actor(), uow()
         row = lifecycle.disqualify(u, lead_id, a, data["reason"], now())
         u.commit()
-        return access.present(row, a)
+        return present(row, a)
 
 
 @blp.route("/<int:lead_id>/history")

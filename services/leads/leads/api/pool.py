@@ -8,11 +8,11 @@ from sqlalchemy import select
 from crm_shared.web.auth import require_roles
 
 from .. import schemas as s
-from ..domain import access, lookup, normalise, policy, scoring
+from ..domain import lookup, normalise, policy, scoring
 from ..domain.errors import Invalid
 from ..domain import teams as team_rules
 from ..models import access_log, leads
-from .common import actor, now, page, uow
+from .common import actor, now, page, present, uow
 
 POOL_COUNT_LIMIT = 10_000  # `total` of the pool is counted up to this
 
@@ -33,7 +33,7 @@ class Pool(MethodView):
         if args.get("tag"):
             q = q.where(leads.c.tags.like(f"%{args['tag']}%"))
         out = page(session, q, args, (leads.c.pooled_at.desc(), leads.c.id.desc()), count_limit=POOL_COUNT_LIMIT)
-        out["items"] = [access.present(r, a) for r in out["items"]]
+        out["items"] = [present(r, a) for r in out["items"]]
         return out
 
 

@@ -5,7 +5,7 @@ judged on are unchanged, so a follow-up logged meanwhile, a lock, or a second wo
 no-op."""
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import and_, or_, select, update
 
@@ -16,14 +16,32 @@ from .records import OPEN, event_fields, get, history
 from .util import aware
 
 
-def due(row, pol: dict) -> tuple:
-    """(recycle_at, rule) for an owned open lead."""
+def watched(row) -> bool:
+    """Whether the recycle scan watches this lead: owned, open, not locked, with an assignment time
+    (the same conditions as the scan's query)."""
+    return (row["status"] in OPEN and row["owner_id"] is not None and not row["locked"]
+            and row["assigned_at"] is not None)
+
+
+def due(row, pol: dict) -> tuple | None:
+    """(recycle_at, rule) for a lead the scan watches; None for any other."""
+    if not watched(row):
+        return None
     no_follow_up, no_conversion = policy.days_for(pol, row["tier"])
     assigned = aware(row["assigned_at"])
     started = max(filter(None, [assigned, aware(row["last_follow_up_at"])]))
     by_follow_up = started + timedelta(days=no_follow_up)
     by_conversion = assigned + timedelta(days=no_conversion)
     return (by_follow_up, "no_follow_up") if by_follow_up <= by_conversion else (by_conversion, "no_conversion")
+
+
+def recycle_at(row, pol) -> datetime | None:
+    """When the scan returns the lead to the pool unless somebody follows it up (converts it, locks
+    it) first; None for a lead the scan does not watch. `pol` is the team's pool policy, or a
+    function of the team id giving it (called only for a watched lead). The API shows this time."""
+    if not watched(row):
+        return None
+    return due(row, pol(row["team_id"]) if callable(pol) else pol)[0]
 
 
 def scan(runtime, batch: int = 500) -> dict:
@@ -36,7 +54,7 @@ def scan(runtime, batch: int = 500) -> dict:
         with runtime.uow() as uow:
             rows = uow.session.execute(select(
                 leads.c.id, leads.c.owner_id, leads.c.status, leads.c.tier, leads.c.team_id, leads.c.assigned_at,
-                leads.c.last_follow_up_at, leads.c.warned_for).where(
+                leads.c.last_follow_up_at, leads.c.warned_for, leads.c.locked).where(
                 leads.c.id > last_id, leads.c.status.in_(OPEN), leads.c.owner_id.is_not(None),
                 leads.c.locked.is_(False), leads.c.assigned_at.is_not(None)).order_by(leads.c.id).limit(batch)).mappings().all()
             for team_id in {r["team_id"] for r in rows} - set(policies):
@@ -46,7 +64,7 @@ def scan(runtime, batch: int = 500) -> dict:
         last_id = rows[-1]["id"]
         for r in rows:
             pol = policies[r["team_id"]]
-            at, rule = due(r, pol)
+            at, rule = due(r, pol)  # the API's recycle_at is the same time (recycle_at below)
             if now >= at:
                 counts["recycled"] += _recycle(runtime, r, rule, pol, now)
             elif now >= at - timedelta(days=float(pol["warn_days_before"])) and aware(r["warned_for"]) != at:

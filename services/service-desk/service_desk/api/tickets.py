@@ -3,13 +3,15 @@ from __future__ import annotations
 
 from flask.views import MethodView
 from flask_smorest import Blueprint
+from marshmallow import Schema
 from sqlalchemy import and_, select
 
+from crm_shared.fields import Text
 from crm_shared.web.auth import current_user, require_roles
 from crm_shared.web.errors import Forbidden, NotFound
 
 from .. import schemas
-from ..domain import access, customers, sla
+from ..domain import access, customers, escalation, sla
 from ..domain import tickets as rules
 from ..domain.common import aware, history
 from ..models import tickets
@@ -18,6 +20,13 @@ from .common import calendar, now, register_errors, uow
 blp = Blueprint("tickets", __name__, url_prefix="/v1/tickets", description="Tickets")
 register_errors(blp)
 WRITERS = ("service_agent", "service_supervisor", "service")
+
+
+class EscalationIn(Schema):
+    reason = Text(max_length=2000, allow_none=True, load_default=None,
+                  metadata={"description": "why (kept in the ticket's timeline)"})
+
+
 TS_FIELDS = ("created_at", "updated_at", "assigned_at", "first_response_at", "pending_since", "resolved_at", "closed_at")
 
 
@@ -143,6 +152,22 @@ class Assignment(MethodView):
         """A supervisor reassigns the ticket (the agent must be active and below max_open)."""
         u = uow()
         rules.reassign(u, ticket_id, data["assignee_id"], current_user().id, now())
+        u.commit()
+        return represent(u.session, [rules.get(u.session, ticket_id)])[0]
+
+
+@blp.route("/<int:ticket_id>/escalate")
+class Escalate(MethodView):
+    @require_roles(*WRITERS)
+    @blp.arguments(EscalationIn)
+    @blp.response(200, schemas.TicketOut)
+    def post(self, data, ticket_id):
+        """Escalate a live ticket to its queue's supervisor now, before any SLA breach (the scan does
+        it on a breach): `ticket.escalated` tells the supervisor. 409 when the ticket is already
+        escalated, resolved or closed, or its queue has no supervisor."""
+        visible(ticket_id, write=True)
+        u = uow()
+        escalation.escalate(u, ticket_id, current_user().id, now(), data["reason"])
         u.commit()
         return represent(u.session, [rules.get(u.session, ticket_id)])[0]
 

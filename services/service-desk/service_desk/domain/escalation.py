@@ -9,7 +9,8 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 
 from ..models import customers, queues, ticket_history, ticket_slas, tickets
-from .common import aware, utc_now
+from .common import DomainError, aware, record, utc_now
+from .tickets import event_payload
 
 
 # re-checked by the conditional updates: a timer met or paused since the batch was read is left alone
@@ -107,3 +108,56 @@ def scan(runtime, batch: int = 500) -> dict:
             for k, v in check_batch(uow, rows, now).items():
                 counts[k] += v
             uow.commit()
+
+
+# -- manual escalation --------------------------------------------------------------------------------
+ESCALABLE = ("new", "open", "pending")
+
+
+def _timer_for(session, ticket_id: int):
+    """The SLA timer a manual escalation names (the event carries a target and its due time): the
+    open timer due first, else the ticket's latest resolution timer."""
+    rows = session.execute(select(ticket_slas).where(ticket_slas.c.ticket_id == ticket_id)
+                           .order_by(ticket_slas.c.id)).mappings().all()
+    live = sorted((r for r in rows if r["met_at"] is None and r["due_at"] is not None), key=lambda r: aware(r["due_at"]))
+    if live:
+        return live[0]
+    resolution = [r for r in rows if r["target"] == "resolution" and r["due_at"] is not None]
+    return resolution[-1] if resolution else None
+
+
+def escalate(uow, ticket_id: int, actor: str | None, now: datetime, reason: str | None = None) -> str:
+    """An agent or supervisor hands a live ticket to its queue's supervisor before any breach:
+    `escalated_to` is set, a ticket event recorded and `ticket.escalated` emitted as the scan does.
+    The update is conditional (`escalated_to IS NULL` and still live), so of two escalations at
+    once exactly one succeeds and emits; the other, like any escalation of an escalated, resolved
+    or closed ticket, is a conflict. Returns the supervisor."""
+    s = uow.session
+    t = s.execute(select(tickets.c.id, tickets.c.customer_id, tickets.c.type, tickets.c.priority, tickets.c.queue,
+                         tickets.c.subject, tickets.c.assignee_id, tickets.c.status, tickets.c.escalated_to,
+                         queues.c.supervisor_id)
+                  .outerjoin(queues, queues.c.name == tickets.c.queue)
+                  .where(tickets.c.id == ticket_id)).mappings().first()
+    if t is None:
+        raise DomainError("not_found", f"No ticket {ticket_id}.")
+    if t["escalated_to"] is not None:
+        raise DomainError("conflict", f"Ticket {ticket_id} is already escalated to {t['escalated_to']}.")
+    if t["status"] not in ESCALABLE:
+        raise DomainError("conflict", f"A {t['status']} ticket cannot be escalated.")
+    sup = t["supervisor_id"]
+    if sup is None:
+        raise DomainError("conflict", f"The {t['queue']} queue has no supervisor to escalate to.")
+    timer = _timer_for(s, ticket_id)
+    if timer is None:  # every ticket starts its timers when filed: only a damaged record lacks them
+        raise DomainError("conflict", f"Ticket {ticket_id} has no SLA timer to escalate on.")
+    res = s.execute(update(tickets).where(tickets.c.id == ticket_id, tickets.c.escalated_to.is_(None),
+                                          tickets.c.status.in_(ESCALABLE))
+                    .values(escalated_to=sup, updated_at=now))
+    if res.rowcount != 1:  # escalated (or moved on) by somebody else since it was read
+        raise DomainError("conflict", f"Ticket {ticket_id} was escalated or closed meanwhile.")
+    due = aware(timer["due_at"])
+    payload = event_payload(s, t, target=timer["target"], due_at=due.isoformat(), supervisor_id=sup,
+                            escalated_to=sup)
+    uow.emit("ticket.escalated", payload, aggregate_type="ticket", aggregate_id=ticket_id)
+    record(s, ticket_id, now, "escalated", actor, target=timer["target"], escalated_to=sup, reason=reason, manual=True)
+    return sup
