@@ -712,6 +712,26 @@ def test_consoles_log_in_with_the_identity_provider_in_compose(gateway):
     assert not [d for d in find(gateway["server"], "location") if "/auth/" in " ".join(d.args)]
 
 
+def test_consoles_get_the_security_headers_of_the_development_gateway(gateway):
+    """Compose's nginx sends the consoles the same headers as `crm run`'s gateway (tested in the
+    browser there): the CSP allows the consoles' import map by hash and the identity provider of
+    consoles.json for fetches, nothing inline besides."""
+    from crm_shared import gateway as dev
+    location = one(gateway["server"], "location", "/app/")
+    headers = {d.args[0]: d.args[1] for d in find(location.block, "add_header")}
+    assert all(d.args[-1] == "always" for d in find(location.block, "add_header"))
+    pages = {(ROOT / "frontends" / name / "index.html").read_bytes() for name in CONSOLES}
+    assert len(pages) == 1, "the consoles' index.html differ: one static CSP cannot carry their hashes"
+    oidc = json.loads((ROOT / "deploy/gateway/consoles.json").read_text(encoding="utf-8"))["oidc"]
+    expected = dev.content_security_policy(pages.pop(), oidc)
+    assert headers.get("Content-Security-Policy") == expected, (
+        f"set in deploy/gateway/nginx.conf, location /app/:\n  add_header Content-Security-Policy \"{expected}\" always;")
+    assert "'unsafe-inline'" not in expected and urlsplit(oidc["issuer"]).netloc in expected
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Referrer-Policy"] == dev.REFERRER_POLICY
+    assert headers["X-Frame-Options"] == "DENY"
+
+
 # ---- Dockerfiles ---------------------------------------------------------------------------------
 
 class Instruction(NamedTuple):
