@@ -202,6 +202,9 @@ TABLE = {
 LIST_STRANGERS = {"leads": LEAD_STRANGERS, "sales": SALES_STRANGERS, "service-desk": DESK_STRANGERS,
                   "notify": NOTIFY_STRANGERS}
 NOT_LISTS = {"GET /v1/inbox/stream"}
+# the staff directory: a colleague's name is not private (every signed-in user reads it), the
+# contact data beside it in notify's recipients is: strangers must find the phone, never the name
+DIRECTORY = {"GET /v1/people"}
 # ... where an insider does find them (so the list check above can fail)
 INSIDER_LIST = {"leads": ("/v1/leads", REP), "sales": ("/v1/customers", REP), "service-desk": ("/v1/tickets", AGENT),
                 "notify": ("/v1/inbox", REP)}  # never ends (its own tests bound it)
@@ -277,7 +280,8 @@ def test_strangers_get_403_or_404_and_no_data(name, tmp_path):
                 tried += 1
                 r = c.call(method, path, who)
                 text = r.get_data(as_text=True)
-                if r.status_code >= 500 or SECRET in text or SECRET_PHONE in text:
+                secrets = (SECRET_PHONE, "rep1@example.com") if f"{method} {path}" in DIRECTORY else (SECRET, SECRET_PHONE)
+                if r.status_code >= 500 or any(x in text for x in secrets):
                     leaks.append(f"{method} {path} as {who[0]} ({who[1][0]}): {r.status_code} {text[:160]}")
         h.record("object_access", name, {"id_operations": len(TABLE[name]), "requests": tried,
                                          "failures": len(leaks)})

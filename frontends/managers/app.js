@@ -2,6 +2,7 @@
 // first and its table second (the table is the chart's accessible text as well).
 import { html, useState, startConsole, useAsync, Loading, Table, Field, BarChart, LineChart } from "../common/lib/ui.js";
 import { api } from "../common/lib/api.js";
+import { Person, usePeople } from "../common/lib/people.js";
 import { t, addMessages, money, num, pct } from "../common/lib/i18n.js";
 import { messages } from "./messages.js";
 
@@ -42,11 +43,12 @@ function Forecast() {
 
 function ByRep({ since }) {
   const state = useAsync(() => api("sales", "/v1/reports/sales-by-rep", { query: { since } }), [since]);
+  const name = usePeople(state.data ? state.data.reps.map((x) => x.owner_id) : []);
   return html`<${Section} id="reps" title=${t("m.byRep")}><${Loading} state=${state}>${(r) => html`
     <${BarChart} title=${t("m.byRep")} series=${[t("m.signed"), t("m.collected")]}
-      bars=${r.reps.map((x) => ({ label: x.owner_id, values: [Number(x.amount_base), Number(x.collected_base)] }))} format=${(v) => num(v)} />
+      bars=${r.reps.map((x) => ({ label: name(x.owner_id), values: [Number(x.amount_base), Number(x.collected_base)] }))} format=${(v) => num(v)} />
     <${Table} caption=${t("m.byRep")} rowKey=${(x) => x.owner_id} rows=${r.reps} columns=${[
-      { label: t("m.rep"), key: "owner_id" }, { label: t("m.contracts"), num: true, key: "contracts" },
+      { label: t("m.rep"), render: (x) => html`<${Person} id=${x.owner_id} />` }, { label: t("m.contracts"), num: true, key: "contracts" },
       { label: t("m.signed"), num: true, render: (x) => money(x.amount_base, r.base_currency) },
       { label: t("m.collected"), num: true, render: (x) => money(x.collected_base, r.base_currency) },
     ]} />`}</${Loading}></${Section}>`;

@@ -3,6 +3,7 @@ import { html, useState, useEffect, startConsole, useAsync, useAction, Loading, 
 import { api, all, stream } from "../common/lib/api.js";
 import { t, addMessages, money, date, dateTime, num } from "../common/lib/i18n.js";
 import { OPEN, daysLeft } from "../common/lib/leads.js";
+import { Person } from "../common/lib/people.js";
 import { onAuthChange } from "../common/lib/auth.js";
 import { messages } from "./messages.js";
 
@@ -123,7 +124,7 @@ function Leads({ user, query }) {
         { label: t("lead.name"), render: (r) => html`<a href=${`#/leads/${r.id}`}>${r.name || r.company || `#${r.id}`}</a>` },
         { label: t("lead.company"), key: "company" },
         { label: t("lead.status"), render: (r) => status(r.status) },
-        ...(isManager(user) ? [{ label: t("lead.owner"), key: "owner_name" }] : []),
+        ...(isManager(user) ? [{ label: t("lead.owner"), render: (r) => r.owner_name || html`<${Person} id=${r.owner_id} />` }] : []),
         { label: t("lead.next"), render: (r) => dateTime(r.next_follow_up_at) },
         { label: t("lead.daysLeft"), num: true, render: (r) => r.locked ? html`<${Badge}>🔒 ${t("lead.locked")}</${Badge}>`
           : r._left === null ? "—" : html`<${Badge} tone=${r._left <= 1 ? "red" : r._left <= 3 ? "amber" : "ok"}>${t("lead.days", { n: r._left })}</${Badge}>` },
@@ -147,7 +148,7 @@ function Lead({ id, user }) {
           <dt>${t("lead.city")}</dt><dd>${[lead.province, lead.city].filter(Boolean).join(" ") || "—"}</dd>
           <dt>${t("lead.source")}</dt><dd>${lead.source || "—"}</dd>
           <dt>${t("lead.score")}</dt><dd>${lead.score ?? "—"} ${lead.tier ? `(${lead.tier})` : ""}</dd>
-          <dt>${t("lead.owner")}</dt><dd>${lead.owner_name || "—"}</dd>
+          <dt>${t("lead.owner")}</dt><dd>${lead.owner_name || html`<${Person} id=${lead.owner_id} />`}</dd>
           <dt>${t("lead.next")}</dt><dd>${dateTime(lead.next_follow_up_at)}</dd>
           <dt>${t("lead.recycleAt")}</dt><dd>${lead.locked ? t("lead.locked") : dateTime(lead.recycle_at)}</dd>
         </dl>
@@ -403,7 +404,7 @@ function Approvals() {
     <${Loading} state=${state}>${(rows) => html`<${Table} caption=${t("ap.caption")} rows=${rows} columns=${[
       { label: t("ap.subject"), render: (a) => a.subject_type === "quote"
         ? html`<a href=${`#/quotes/${a.subject_id}`}>${t("ap.quote", { id: a.subject_id })}</a>` : t("ap.contract", { id: a.subject_id }) },
-      { label: t("ap.requester"), key: "requester_id" },
+      { label: t("ap.requester"), render: (a) => html`<${Person} id=${a.requester_id} />` },
       { label: t("q.total"), num: true, render: (a) => money(a.amount, a.currency) },
       { label: t("q.maxDiscount"), num: true, render: (a) => a.max_discount_pct == null ? "—" : `${num(a.max_discount_pct, 1)}%` },
       { label: t("ap.step"), render: (a) => `${a.current_step} / ${(a.steps || []).length}` },

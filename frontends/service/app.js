@@ -3,6 +3,7 @@
 // supervisor's breach list.
 import { html, useState, useEffect, useRef, startConsole, useAsync, useAction, Loading, Table, Field, Badge, ErrorBox, SlaCountdown, say } from "../common/lib/ui.js";
 import { api, all } from "../common/lib/api.js";
+import { Person } from "../common/lib/people.js";
 import { t, addMessages, money, date, dateTime } from "../common/lib/i18n.js";
 import { messages } from "./messages.js";
 
@@ -18,7 +19,7 @@ function TicketTable({ caption, rows }) {
     { label: t("tk.priority"), render: (r) => html`<${Badge} tone=${PRIORITY_TONE[r.priority]}>${t(`prio.${r.priority}`)}</${Badge}>` },
     { label: t("tk.tier"), key: "tier" },
     { label: t("tk.status"), render: (r) => status(r.status) },
-    { label: t("tk.assignee"), key: "assignee_id" },
+    { label: t("tk.assignee"), render: (r) => html`<${Person} id=${r.assignee_id} />` },
     { label: t("sla.first"), render: (r) => html`<${SlaCountdown} timer=${r.sla && r.sla.first_response} />` },
     { label: t("sla.resolution"), render: (r) => html`<${SlaCountdown} timer=${r.sla && r.sla.resolution} />` },
   ]} />`;
@@ -63,12 +64,12 @@ function Ticket({ id, user }) {
         <dl class="facts">
           <dt>${t("tk.queue")}</dt><dd>${t(`queue.${ticket.queue}`)}</dd>
           <dt>${t("tk.priority")}</dt><dd><${Badge} tone=${PRIORITY_TONE[ticket.priority]}>${t(`prio.${ticket.priority}`)}</${Badge}></dd>
-          <dt>${t("tk.assignee")}</dt><dd>${ticket.assignee_id || "—"}</dd>
+          <dt>${t("tk.assignee")}</dt><dd><${Person} id=${ticket.assignee_id} /></dd>
           <dt>${t("tk.channel")}</dt><dd>${ticket.channel}</dd>
           <dt>${t("tk.created")}</dt><dd>${dateTime(ticket.created_at)}</dd>
           <dt>${t("sla.first")}</dt><dd><${SlaCountdown} timer=${ticket.sla.first_response} /></dd>
           <dt>${t("sla.resolution")}</dt><dd><${SlaCountdown} timer=${ticket.sla.resolution} /></dd>
-          ${ticket.escalated_to && html`<dt>${t("tk.escalated")}</dt><dd><${Badge} tone="red">${ticket.escalated_to}</${Badge}></dd>`}
+          ${ticket.escalated_to && html`<dt>${t("tk.escalated")}</dt><dd><${Badge} tone="red"><${Person} id=${ticket.escalated_to} /></${Badge}></dd>`}
         </dl>
         ${ticket.description && html`<p>${ticket.description}</p>`}
       </section>
@@ -76,7 +77,7 @@ function Ticket({ id, user }) {
     </div>
     <section class="card" aria-labelledby="tk-thread"><h3 id="tk-thread">${t("tk.thread")}</h3>
       <ol class="thread">${ticket.comments.map((c) => html`<li class=${c.public ? "" : "internal"}>
-        <strong>${c.automatic ? t("tk.auto") : c.from_customer ? t("tk.customer") : c.author_id}</strong>
+        <strong>${c.automatic ? t("tk.auto") : c.from_customer ? t("tk.customer") : html`<${Person} id=${c.author_id} />`}</strong>
         ${!c.public && html` <${Badge} tone="amber">${t("tk.internal")}</${Badge}>`}
         <span class="muted"> ${dateTime(c.created_at)}</span><p>${c.body}</p></li>`)}</ol>
       ${!["closed"].includes(ticket.status) && html`<${Reply} ticket=${ticket} onDone=${state.reload} />`}
@@ -93,7 +94,7 @@ function CustomerCard({ c }) {
   return html`<section class="card" aria-labelledby="cu-h"><h3 id="cu-h">${t("cu.title")}: ${c.name}</h3>
     <dl class="facts">
       <dt>${t("tk.tier")}</dt><dd><${Badge} tone=${c.tier === "gold" ? "amber" : ""}>${c.tier || "—"}</${Badge}></dd>
-      <dt>${t("cu.owner")}</dt><dd>${c.owner_id || "—"}</dd>
+      <dt>${t("cu.owner")}</dt><dd><${Person} id=${c.owner_id} /></dd>
       <dt>${t("cu.phone")}</dt><dd>${c.phone || "—"}</dd>
     </dl>
     <h4>${t("cu.contracts")}</h4>

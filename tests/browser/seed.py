@@ -41,6 +41,11 @@ def seed(base: str) -> dict:
     today = date.today()
     out: dict = {}
 
+    # the staff directory (notify's recipients): the consoles show these names instead of user ids
+    for u in USERS.values():
+        admin.call("PUT", f"/notify/v1/recipients/{u['id']}", json={
+            "name": u["name"], "roles": u["roles"], "team_id": u.get("team"), "language": u.get("lang", "zh-CN")})
+
     # leads: a team for the reps, a pool without the new-entry embargo, a pooled lead and a rep's own
     admin.post("/leads/v1/teams", {"name": "华东销售", "code": "east", "strategy": "round_robin", "members": [
         {"user_id": "rep-li", "name": "李雷"}, {"user_id": "rep-han", "name": "韩梅梅"}]})

@@ -134,6 +134,7 @@ def test_manager_approves_a_quote(console, platform):
     row = page.get_by_role("row", name=re.compile(f"Quote #{quote['id']}"))
     expect(row).to_contain_text("CNY 51,000.00")
     expect(row).to_contain_text("15.0%")
+    expect(row).to_contain_text("李雷")  # the requester, rep-li, by name
     audit(page, "the approvals")
     row.get_by_label(re.compile("Comment on approval")).fill("同意，注意回款")
     row.get_by_role("button", name=f"Approve approval #{pending[0]['id']}").click()
@@ -174,13 +175,17 @@ def test_agent_replies_and_resolves_a_ticket(console, platform):
     page = c.login("刘洋")
     row = page.get_by_role("row", name=re.compile(f"#{ticket['id']} 系统登录缓慢"))
     expect(row.locator(".badge.ok")).to_have_count(2)  # both SLA timers running, on time
+    # people by name (notify's staff directory), not by user id
+    expect(row.locator("td").nth(4)).to_have_text("刘洋")
     audit(page, "the service queue")
     screenshot(page, "service-laptop")
     row.get_by_role("link").click()
     expect(page.get_by_role("heading", name=re.compile("系统登录缓慢"))).to_be_visible()
     customer = page.get_by_role("region", name=re.compile("Customer: 宁波海港物流"))
     expect(customer).to_contain_text("gold")
-    expect(customer).to_contain_text("rep-li")
+    expect(customer).to_contain_text("李雷")  # the account owner, rep-li
+    expect(customer).not_to_contain_text("rep-li")
+    expect(page.get_by_role("region", name="Ticket", exact=True)).to_contain_text("刘洋")
     expect(customer).to_contain_text("CNY 12,000.00")
     page.get_by_label("Reply").fill("已定位为网络问题，正在处理。")
     page.get_by_role("button", name="Send reply").click()
@@ -224,7 +229,8 @@ def test_agent_escalates_a_ticket_to_the_supervisor(console, platform):
     expect(dialog).to_be_hidden()
     facts = page.get_by_role("region", name="Ticket", exact=True)
     expect(facts).to_contain_text("Escalated to")
-    expect(facts).to_contain_text("sup-zhao")
+    expect(facts).to_contain_text("赵军")  # sup-zhao, by name
+    expect(facts).not_to_contain_text("sup-zhao")
     expect(page.get_by_role("status")).to_contain_text(f"Ticket #{ticket['id']} escalated to sup-zhao")
     expect(page.get_by_role("region", name="Escalate", exact=True)).to_have_count(0)  # once only
     t = sup.get(f"/service-desk/v1/tickets/{ticket['id']}")
@@ -330,7 +336,10 @@ def test_managers_see_charts_and_tables_of_the_reports(console, platform):
     for i, s in enumerate(funnel["stages"]):
         expect(rows.nth(i).locator("td").nth(0)).to_have_text(str(s["reached"]))
         expect(rows.nth(i).locator("td").nth(1)).to_have_text(str(s["count"]))
-    expect(page.get_by_role("region", name="Signed by rep", exact=True)).to_contain_text("rep-li")
+    by_rep = page.get_by_role("region", name="Signed by rep", exact=True)
+    expect(by_rep.get_by_role("table")).to_contain_text("李雷")  # rep-li, by name, in the table
+    expect(by_rep.get_by_role("img")).to_contain_text("李雷")  # ... and the chart
+    expect(by_rep).not_to_contain_text("rep-li")
     audit(page, "the managers' sales page")
     screenshot(page, "managers-laptop")
     c.go("#/marketing")

@@ -18,7 +18,8 @@ export class ApiError extends Error {
 export function qs(params) {
   const p = new URLSearchParams();
   for (const [k, v] of Object.entries(params || {})) {
-    if (v !== undefined && v !== null && v !== "") p.set(k, v);
+    if (Array.isArray(v)) v.forEach((x) => p.append(k, x)); // ?id=a&id=b
+    else if (v !== undefined && v !== null && v !== "") p.set(k, v);
   }
   const s = p.toString();
   return s ? `?${s}` : "";

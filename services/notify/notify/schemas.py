@@ -120,6 +120,27 @@ class RecipientOut(_Out):
     holiday_greetings = fields.Boolean()
 
 
+MAX_PEOPLE_IDS = 100
+
+
+class PeopleQuery(Schema):
+    id = fields.List(Text(min_length=1, max_length=100), load_default=list,
+                     validate=validate.Length(max=MAX_PEOPLE_IDS, error=f"At most {MAX_PEOPLE_IDS} ids at once."),
+                     metadata={"description": "these users only (repeat: ?id=a&id=b); unknown ids are left out"})
+    team_id = Text(load_default=None, max_length=64, metadata={"description": "only this team's members"})
+    role = Text(load_default=None, max_length=40, metadata={"description": "only holders of this role"})
+    after = Text(load_default=None, max_length=100, metadata={"description": "page: users whose id sorts after this"})
+    limit = Int(load_default=200, validate=validate.Range(1, 500))
+
+
+class PersonOut(_Out):
+    """What any colleague may know of a user: no contact data."""
+    id = fields.String()
+    name = fields.String(allow_none=True)
+    roles = fields.List(fields.String())
+    team_id = fields.String(allow_none=True)
+
+
 class CareIn(Schema):
     birthday_greetings = fields.Boolean(load_default=None, allow_none=True)
     holiday_greetings = fields.Boolean(load_default=None, allow_none=True)
