@@ -167,6 +167,54 @@ def test_dev_token_for_the_user_picker(gw):
     assert requests.get(f"{gw}/auth/dev-token").status_code == 405
 
 
+class FakeDirectory:
+    """notify's PUT/GET /v1/recipients/{id}, in memory, answering only service tokens."""
+
+    def __init__(self, known: dict):
+        self.people, self.calls = dict(known), []
+
+    def __call__(self, environ, start_response):
+        req = Request(environ)
+        claims = jwt.decode(req.headers["Authorization"].split()[1], DEV_JWT_SECRET, algorithms=["HS256"])
+        user = req.path.rsplit("/", 1)[1]
+        self.calls.append((req.method, req.path, claims["roles"]))
+        if req.method == "PUT":
+            self.people[user] = req.get_json()
+            return Response(json.dumps(self.people[user]), mimetype="application/json")(environ, start_response)
+        if user in self.people:
+            return Response(json.dumps(self.people[user]), mimetype="application/json")(environ, start_response)
+        return Response("{}", status=404, mimetype="application/problem+json")(environ, start_response)
+
+
+def test_a_picked_development_user_is_named_in_notify_directory_once(upstream):
+    directory = FakeDirectory({"rep-han": {"name": "韩梅梅", "email": "han@example.com"}})
+    notify = _serve(directory)
+    server = serve(Gateway({"notify": f"http://127.0.0.1:{notify.server_port}"}, ROOT / "frontends", env={}), "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    gw = f"http://127.0.0.1:{server.server_port}"
+    try:
+        pick = {"user": "rep-li", "name": "李雷", "roles": ["sales_rep"], "team": "east", "lang": "en"}
+        assert requests.post(f"{gw}/auth/dev-token", json=pick).status_code == 200
+        assert directory.people["rep-li"] == {"name": "李雷", "roles": ["sales_rep"], "team_id": "east", "language": "en"}
+        assert all(roles == ["service"] for _, _, roles in directory.calls)
+        # known already: nothing the directory holds is replaced
+        directory.calls.clear()
+        assert requests.post(f"{gw}/auth/dev-token", json={**pick, "user": "rep-han", "name": "Han"}).status_code == 200
+        assert directory.people["rep-han"] == {"name": "韩梅梅", "email": "han@example.com"}
+        assert [m for m, _, _ in directory.calls] == ["GET"]
+    finally:
+        notify.shutdown()
+        server.shutdown()
+        server.server_close()
+    # notify down: the token is still issued
+    server, url = start_gateway("http://127.0.0.1:9")
+    try:
+        assert requests.post(f"{url}/auth/dev-token", json=pick).status_code == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_dev_token_is_refused_in_production(upstream):
     server, url = start_gateway(upstream, {"CRM_ENV": "production", "CRM_JWT_SECRET": "y" * 40})
     try:

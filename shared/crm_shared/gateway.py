@@ -29,7 +29,7 @@ import threading
 import uuid
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import requests
 from werkzeug.exceptions import HTTPException, NotFound
@@ -200,8 +200,33 @@ class Gateway:
             return problem(422, "Unprocessable Entity", "The user is not valid.", errors={"json": errors})
         token = dev_token(self.settings.jwt_secret, body["user"], body["name"], body["roles"], body.get("team"),
                           body.get("lang") or "zh-CN", timedelta(hours=12))
+        self._register_in_directory(body)
         return Response(json.dumps({"token": token}), mimetype="application/json",
                         headers={"Cache-Control": "no-store"})
+
+    def _register_in_directory(self, user: dict) -> None:
+        """A user picked in development becomes a colleague the consoles can name: registered in
+        notify's staff directory when it doesn't know them yet (contact data someone entered is
+        never replaced). Best effort: the token is issued even when notify is down. In production
+        the identity provider's sync fills the directory (PUT /v1/recipients/{id})."""
+        base = self.upstreams.get("notify")
+        if not base:
+            return
+        from .web.auth import dev_token
+        service = dev_token(self.settings.jwt_secret, "gateway", "gateway", ["service"], None, "en", timedelta(minutes=5))
+        url = f"{base}/v1/recipients/{quote(user['user'], safe='')}"
+        headers = {"Authorization": f"Bearer {service}"}
+        try:
+            known = self._session().get(url, headers=headers, timeout=2)
+            if known.status_code != 404:
+                return
+            r = self._session().put(url, headers=headers, timeout=2, json={
+                "name": user["name"], "roles": user["roles"], "team_id": user.get("team"),
+                "language": user.get("lang") or "zh-CN"})
+            if r.status_code >= 400:
+                log.warning("notify refused the development user %s: %s", user["user"], r.status_code)
+        except requests.RequestException as exc:
+            log.warning("notify unreachable, development user %s not in the directory: %s", user["user"], exc)
 
     # -- reverse proxy -------------------------------------------------------------------------
     def _session(self) -> requests.Session:
