@@ -25,6 +25,11 @@ def refs_of(payload: dict) -> dict:
             if (k.endswith("_id") or k.endswith("_ids")) and k != "event_id" and v not in (None, [])}
 
 
+def _insert_delivery(insert):
+    # unique on (event id, recipient, channel): a second planning of the same message adds nothing
+    return insert(m.deliveries).on_conflict_do_nothing().returning(m.deliveries.c.id)
+
+
 class Planner:
     def __init__(self, session, now: datetime):
         self.s = session
@@ -67,30 +72,33 @@ class Planner:
                     next_local_time(max(due, self.now), tz, parse_hhmm("09:00"))
         values = dict(event_id=event_id, event_type=event_type, recipient=recipient, channel=channel, kind=kind,
                       critical=critical, status=status, digest_mode=digest_mode, due_at=due, attempts=0,
-                      reason_key=reason_key, created_at=self.now, payload=payload or refs_of(context))
+                      reason_key=reason_key, created_at=self.now, payload=payload or refs_of(context),
+                      language=lang, subject=None, body=None, html=None, sms_rule=None, last_error=None,
+                      sent_at=None, last_attempt_at=None)
         try:
             rendered, rule, used_lang = store.render_for(self.s, template, channel, lang, context, self._templates)
             values.update(language=used_lang, subject=rendered.subject, body=rendered.text, html=rendered.html,
                           sms_rule=rule)
         except templates.TemplateError as exc:
-            if channel == "webhook":  # a generic webhook carries the event itself; the text is optional
-                values.update(language=lang)
-            else:
+            if channel != "webhook":  # a generic webhook carries the event itself; the text is optional
                 # logged in the delivery log rather than failing the event for every other recipient
-                values.update(language=lang, status="failed", last_error=f"template: {exc}")
-        stmt = store.insert_ignore(self.s, m.deliveries).values(**values).on_conflict_do_nothing()
-        added = self.s.execute(stmt.returning(m.deliveries.c.id)).first()
-        if added is not None and channel == "inbox" and values["status"] == "pending" and due <= utc(self.now):
-            # the dispatch job applies no rule to an in-app item that is due (quiet hours and digests
-            # are for email/SMS, the throttle skips the inbox): nothing is gained by waiting for it
+                values.update(status="failed", last_error=f"template: {exc}")
+        # the dispatch job applies no rule to an in-app item that is due (quiet hours and digests are
+        # for email/SMS, the throttle skips the inbox): it is sent now, in this transaction
+        now = channel == "inbox" and values["status"] == "pending" and due <= utc(self.now)
+        if now:
+            values.update(status="sent", attempts=1, sent_at=self.now, last_attempt_at=self.now)
+        added = self.s.execute(store.prepared(self.s, "plan", _insert_delivery), values).first()
+        if added is not None and now:
             self.immediate.append((added.id, values))
         self.created += int(added is not None)
         return added is not None
 
     def deliver_now(self, service: str) -> int:
-        """Write the in-app items planned so far that are due now, in the planner's transaction:
-        the inbox item, the try and the delivery's `sent` commit together with the event (the
-        inbox item is unique on the delivery, so there is exactly one). Returns how many."""
+        """Write the in-app items planned so far that are due now (their delivery rows were
+        inserted as `sent`), in the planner's transaction: the inbox item, the try and the delivery
+        commit together with the event (the inbox item is unique on the delivery, so there is
+        exactly one). Returns how many."""
         if not self.immediate:
             return 0
         from .dispatch import to_inbox_now
