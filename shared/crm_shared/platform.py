@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 from . import service as services
 from .config import Settings
 
+# the outbox relay's poll period (ms) for a service on SQLite (`service_env`); 200 elsewhere
+SQLITE_OUTBOX_POLL_MS = 20
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -102,7 +105,13 @@ class Platform:
     def service_env(self, name: str) -> dict[str, str]:
         s = self.services[name]
         metrics_dir = os.path.join(self.data_dir, "metrics", name)
-        return dict(self.env, DATABASE_URL=s.database_url, PROMETHEUS_MULTIPROC_DIR=metrics_dir)
+        env = dict(self.env, DATABASE_URL=s.database_url, PROMETHEUS_MULTIPROC_DIR=metrics_dir)
+        if s.database_url.startswith("sqlite") and "OUTBOX_POLL_MS" not in self.env:
+            # SQLite has no LISTEN/NOTIFY: the relay (in the worker) learns of rows its web
+            # processes commit only by polling, so its poll period is the commit → publish hop.
+            # A poll of the pending-rows index is a few hundred microseconds.
+            env["OUTBOX_POLL_MS"] = str(SQLITE_OUTBOX_POLL_MS)
+        return env
 
     # -- lifecycle -------------------------------------------------------------------------------
     def prepare(self) -> "Platform":

@@ -197,20 +197,43 @@ def _send_external(rt, row, rec, hook) -> None:
                          row.subject or "", row.body or "")
 
 
+def _insert_inbox_item(insert):
+    return insert(m.inbox_items).on_conflict_do_nothing()
+
+
+def _write_inbox(s, delivery_id, recipient, event_id, event_type, subject, body, payload, attempt, now) -> None:
+    """The inbox item and the try, in the caller's transaction (the item is unique on its delivery)."""
+    s.execute(store.prepared(s, "inbox item", _insert_inbox_item), dict(
+        user_id=recipient, delivery_id=delivery_id, event_id=event_id, event_type=event_type,
+        topic=topic_of(event_type), title=subject or event_type, body=body or "", refs=payload or {}, created_at=now))
+    s.execute(store.prepared(s, "attempt", lambda _: m.delivery_attempts.insert()), dict(
+        delivery_id=delivery_id, attempt=attempt, at=now, ok=True, error=None, duration_ms=0))
+
+
 def _to_inbox(rt, row, now) -> None:
     """The inbox item and the delivery's `sent` commit together: exactly one item."""
     with rt.uow() as uow:
         s = uow.session
-        stmt = store.insert_ignore(s, m.inbox_items).values(
-            user_id=row.recipient, delivery_id=row.id, event_id=row.event_id, event_type=row.event_type,
-            topic=topic_of(row.event_type), title=row.subject or row.event_type, body=row.body or "", refs=row.payload or {}, created_at=now)
-        s.execute(stmt.on_conflict_do_nothing())
-        s.execute(m.delivery_attempts.insert().values(delivery_id=row.id, attempt=row.attempts + 1, at=now, ok=True,
-                                                      error=None, duration_ms=0))
+        _write_inbox(s, row.id, row.recipient, row.event_id, row.event_type, row.subject, row.body,
+                     row.payload, row.attempts + 1, now)
         s.execute(update(m.deliveries).where(m.deliveries.c.id == row.id).values(
             status="sent", sent_at=now, attempts=row.attempts + 1, last_attempt_at=now, lease_until=None,
             last_error=None))
         uow.commit()
+
+
+def to_inbox_now(s, service: str, rows: list[tuple[int, dict]], now) -> int:
+    """In-app deliveries just planned and due now (`Planner.deliver_now`; their rows were inserted
+    as `sent`), written to the inbox in the planning transaction (the consumer's) rather than by
+    the next dispatch run: an in-app item is never held or throttled, so waiting for the job's
+    tick would only add latency."""
+    for delivery_id, v in rows:
+        # a child of the event's processing span, as the dispatch job's span would be (no-op when off)
+        with tracing.span_from(service, "notify deliver inbox", None,
+                               **{"crm.delivery_id": int(delivery_id), "crm.event_type": v["event_type"]}):
+            _write_inbox(s, delivery_id, v["recipient"], v["event_id"], v["event_type"], v.get("subject"),
+                         v.get("body"), v.get("payload"), 1, now)
+    return len(rows)
 
 
 def _record_success(rt, row, now, ms, hook) -> None:
@@ -280,4 +303,5 @@ def _hook_failed(rt, s, hook, now, error) -> None:
                         event_type="notice.webhook_disabled", recipient=hook.owner_id, channel=channel,
                         template="notice.webhook_disabled", context=context, kind="notice", critical=True,
                         payload={"webhook_id": str(hook.id)})
+        planner.deliver_now(rt.name)
         log.warning("webhook disabled after repeated failures", extra={"webhook_id": hook.id, "error": error})

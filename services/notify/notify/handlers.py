@@ -1,6 +1,7 @@
 """What the notify service does with incoming events: event type -> handler(uow, envelope, payload).
-Each handler runs in the transaction that records the event as processed. It only writes rows
-(deliveries, the customer read model, cancellations); the dispatch job sends."""
+Each handler runs in the transaction that records the event as processed. It writes rows
+(deliveries, the customer read model, cancellations) and the in-app items that are due now; the
+dispatch job sends the rest (email, SMS, webhooks, scheduled or deferred messages)."""
 from __future__ import annotations
 
 from sqlalchemy import select, update
@@ -107,6 +108,9 @@ def handle(uow, env, payload: dict) -> None:
         planner.follow_up_reminder(env, payload)
     elif env.type == "approval.requested" and not reminded:
         planner.approval_reminder(env, payload)
+    # in-app items due now go to the inbox in this transaction (email, SMS, webhooks, and whatever
+    # is scheduled, held or digested, stay for the dispatch job)
+    planner.deliver_now(uow.runtime.name)
     trace = tracing.current_context(uow.runtime.name)  # None unless tracing is on
     if trace:
         # the deliveries continue this event's trace when the dispatch job sends them

@@ -1,5 +1,6 @@
-"""Turns an event into `deliveries` rows, inside the consumer's transaction. Nothing is sent here:
-the dispatch job sends what is due. The rows are unique on (event id, recipient, channel), so
+"""Turns an event into `deliveries` rows, inside the consumer's transaction. Nothing leaves the
+service here: the dispatch job sends email, SMS and webhooks when due; in-app items due now are
+written to the inbox in this transaction (`deliver_now`). The rows are unique on (event id, recipient, channel), so
 planning the same event twice (a redelivery that got past the inbox, a replayed dead letter)
 cannot make a second message."""
 from __future__ import annotations
@@ -14,6 +15,8 @@ from .domain.rules import add_business_day, matches, next_hour, next_local_time,
 
 PERSON_CHANNELS = ("inbox", "email", "sms")
 CUSTOMER_CHANNELS = ("email", "sms")
+# payload fields that are secrets for their recipient alone: left out of what webhooks receive
+WEBHOOK_SECRET_FIELDS = frozenset({"csat_token"})
 
 
 def refs_of(payload: dict) -> dict:
@@ -22,11 +25,19 @@ def refs_of(payload: dict) -> dict:
             if (k.endswith("_id") or k.endswith("_ids")) and k != "event_id" and v not in (None, [])}
 
 
+def _insert_delivery(insert):
+    # unique on (event id, recipient, channel): a second planning of the same message adds nothing
+    return insert(m.deliveries).on_conflict_do_nothing().returning(m.deliveries.c.id)
+
+
 class Planner:
     def __init__(self, session, now: datetime):
         self.s = session
         self.now = now
         self.created = 0
+        # in-app rows due now that nothing defers: (delivery id, row values), written to the inbox in
+        # this same transaction by `deliver_now` instead of waiting for the dispatch job's tick
+        self.immediate: list[tuple[int, dict]] = []
         self._people: dict = {}      # recipient id -> (recipient row, preference row), per event
         self._templates: dict = {}   # (key, channel, language) -> custom template row or None
 
@@ -61,21 +72,38 @@ class Planner:
                     next_local_time(max(due, self.now), tz, parse_hhmm("09:00"))
         values = dict(event_id=event_id, event_type=event_type, recipient=recipient, channel=channel, kind=kind,
                       critical=critical, status=status, digest_mode=digest_mode, due_at=due, attempts=0,
-                      reason_key=reason_key, created_at=self.now, payload=payload or refs_of(context))
+                      reason_key=reason_key, created_at=self.now, payload=payload or refs_of(context),
+                      language=lang, subject=None, body=None, html=None, sms_rule=None, last_error=None,
+                      sent_at=None, last_attempt_at=None)
         try:
             rendered, rule, used_lang = store.render_for(self.s, template, channel, lang, context, self._templates)
             values.update(language=used_lang, subject=rendered.subject, body=rendered.text, html=rendered.html,
                           sms_rule=rule)
         except templates.TemplateError as exc:
-            if channel == "webhook":  # a generic webhook carries the event itself; the text is optional
-                values.update(language=lang)
-            else:
+            if channel != "webhook":  # a generic webhook carries the event itself; the text is optional
                 # logged in the delivery log rather than failing the event for every other recipient
-                values.update(language=lang, status="failed", last_error=f"template: {exc}")
-        stmt = store.insert_ignore(self.s, m.deliveries).values(**values).on_conflict_do_nothing()
-        added = self.s.execute(stmt.returning(m.deliveries.c.id)).first() is not None
-        self.created += int(added)
-        return added
+                values.update(status="failed", last_error=f"template: {exc}")
+        # the dispatch job applies no rule to an in-app item that is due (quiet hours and digests are
+        # for email/SMS, the throttle skips the inbox): it is sent now, in this transaction
+        now = channel == "inbox" and values["status"] == "pending" and due <= utc(self.now)
+        if now:
+            values.update(status="sent", attempts=1, sent_at=self.now, last_attempt_at=self.now)
+        added = self.s.execute(store.prepared(self.s, "plan", _insert_delivery), values).first()
+        if added is not None and now:
+            self.immediate.append((added.id, values))
+        self.created += int(added is not None)
+        return added is not None
+
+    def deliver_now(self, service: str) -> int:
+        """Write the in-app items planned so far that are due now (their delivery rows were
+        inserted as `sent`), in the planner's transaction: the inbox item, the try and the delivery
+        commit together with the event (the inbox item is unique on the delivery, so there is
+        exactly one). Returns how many."""
+        if not self.immediate:
+            return 0
+        from .dispatch import to_inbox_now
+        rows, self.immediate = self.immediate, []
+        return to_inbox_now(self.s, service, rows, self.now)
 
     # -- subscriptions ---------------------------------------------------------------------------
     def recipients_of(self, sub: defaults.Subscription, payload: dict) -> list[str]:
@@ -125,9 +153,12 @@ class Planner:
         return tuple(c for c, field in (("email", "email"), ("sms", "mobile")) if getattr(rec, field, None))
 
     def plan_webhooks(self, env, payload: dict, reason_key: str | None):
-        context = dict(payload, event_type=env.type, event_id=env.id)
+        # secret links (the customer's survey token) never leave through a webhook: the receiver is
+        # a third party, and the token alone lets anyone answer the survey as the customer
+        public = {k: v for k, v in payload.items() if k not in WEBHOOK_SECRET_FIELDS}
+        context = dict(public, event_type=env.type, event_id=env.id)
         envelope = {"id": env.id, "type": env.type, "version": env.version, "occurred_at": env.occurred_at,
-                    "producer": env.producer, "payload": jsonable(payload)}
+                    "producer": env.producer, "payload": jsonable(public)}
         for hook in store.webhooks_for(self.s, env.type, payload):
             self.add(event_id=env.id, event_type=env.type, recipient=f"webhook:{hook.id}", channel=hook.kind,
                      template=env.type, context=context, reason_key=None, language=hook.language,

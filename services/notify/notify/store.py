@@ -1,7 +1,7 @@
 """Reads and small writes shared by the handlers, the jobs and the API (SQLAlchemy Core)."""
 from __future__ import annotations
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from . import models as m
@@ -17,10 +17,28 @@ def insert_ignore(session, table):
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
+# Statements the consumer runs for every event, built once and run with their values as parameters:
+# building a statement and its cache key with the values inside costs more CPU than running it.
+_PREPARED: dict = {}
+
+
+def prepared(session, name: str, build):
+    """The statement `build(dialect_insert)` under `name`, built once per dialect."""
+    dialect = session.get_bind().dialect.name
+    stmt = _PREPARED.get((dialect, name))
+    if stmt is None:
+        stmt = _PREPARED[(dialect, name)] = build(postgresql.insert if dialect == "postgresql" else sqlite.insert)
+    return stmt
+
+
+_RECIPIENT = select(m.recipients).where(m.recipients.c.id == bindparam("rid"))
+_PREFERENCE = select(m.preferences).where(m.preferences.c.user_id == bindparam("uid"))
+
+
 # -- recipients and preferences ----------------------------------------------------------------------
 
 def recipient(session, rid: str):
-    return session.execute(select(m.recipients).where(m.recipients.c.id == rid)).first()
+    return session.execute(_RECIPIENT, {"rid": rid}).first()
 
 
 def users_with_role(session, role: str, team_id: str | None = None) -> list[str]:
@@ -54,7 +72,7 @@ def approvers(session, payload: dict) -> list[str]:
 
 
 def preference(session, user_id: str):
-    return session.execute(select(m.preferences).where(m.preferences.c.user_id == user_id)).first()
+    return session.execute(_PREFERENCE, {"uid": user_id}).first()
 
 
 def language_of(rec, pref) -> str:
@@ -77,22 +95,30 @@ def _custom(row) -> Subscription:
                         condition=row.condition, critical=row.critical, default=False, enabled=row.enabled)
 
 
+_SUBSCRIPTIONS_OF = (select(m.subscriptions).where(m.subscriptions.c.event_type == bindparam("event_type"))
+                     .order_by(m.subscriptions.c.id))
+
+
 def subscriptions_for(session, event_type: str | None = None) -> list[Subscription]:
     subs = [s for s in defaults.DEFAULT_SUBSCRIPTIONS if event_type is None or s.event_type == event_type]
-    q = select(m.subscriptions).order_by(m.subscriptions.c.id)
     if event_type is not None:
-        q = q.where(m.subscriptions.c.event_type == event_type)
-    subs += [_custom(r) for r in session.execute(q)]
+        rows = session.execute(_SUBSCRIPTIONS_OF, {"event_type": event_type})
+    else:
+        rows = session.execute(select(m.subscriptions).order_by(m.subscriptions.c.id))
+    subs += [_custom(r) for r in rows]
     return subs
 
 
 # -- templates -------------------------------------------------------------------------------------
 
+_CUSTOM_TEMPLATE = select(m.templates).where(
+    m.templates.c.event_type == bindparam("key"), m.templates.c.language == bindparam("lang"),
+    or_(m.templates.c.channel == bindparam("channel"), m.templates.c.channel == "*")
+).order_by((m.templates.c.channel == "*").asc())
+
+
 def _custom_template(session, key, channel, language):
-    return session.execute(select(m.templates).where(
-        m.templates.c.event_type == key, m.templates.c.language == language,
-        or_(m.templates.c.channel == channel, m.templates.c.channel == "*"))
-        .order_by((m.templates.c.channel == "*").asc())).first()
+    return session.execute(_CUSTOM_TEMPLATE, {"key": key, "lang": language, "channel": channel}).first()
 
 
 def template_candidates(session, key: str, channel: str, language: str, cache: dict | None = None):
@@ -126,9 +152,12 @@ def render_for(session, key: str, channel: str, language: str, context: dict, ca
 
 # -- webhooks --------------------------------------------------------------------------------------
 
+_ENABLED_WEBHOOKS = select(m.webhooks).where(m.webhooks.c.enabled.is_(True))
+
+
 def webhooks_for(session, event_type: str, payload: dict):
     from .domain.rules import matches
-    rows = session.execute(select(m.webhooks).where(m.webhooks.c.enabled.is_(True))).all()
+    rows = session.execute(_ENABLED_WEBHOOKS).all()
     return [r for r in rows if (event_type in (r.event_types or []) or "*" in (r.event_types or []))
             and matches(r.condition, payload)]
 
