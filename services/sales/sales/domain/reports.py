@@ -23,15 +23,15 @@ def _period(q, column, since: date | None, until: date | None, is_datetime: bool
     return q
 
 
-def _funnel_raw(session, *, where, since, until, owner, team):
+def funnel_raw_query(*, where, since=None, until=None, owner=None, team=None):
+    """The GROUP BY over the opportunities themselves (what the rollup replaces)."""
     q = select(o.c.stage, o.c.furthest_stage, o.c.currency, func.count(), func.sum(o.c.expected_amount)).where(where)
     q = _period(q, o.c.created_at, since, until, True)
     if owner:
         q = q.where(o.c.owner_id == owner)
     if team:
         q = q.where(o.c.team_id == team)
-    q = q.group_by(o.c.stage, o.c.furthest_stage, o.c.currency)
-    return session.execute(q).all()
+    return q.group_by(o.c.stage, o.c.furthest_stage, o.c.currency)
 
 
 def funnel(session, *, where, since=None, until=None, owner=None, team=None, raw: bool = False) -> dict:
@@ -49,7 +49,7 @@ def funnel(session, *, where, since=None, until=None, owner=None, team=None, raw
         except rollup.NotCovered:
             pass
     if groups is None:
-        groups = _funnel_raw(session, **kw)
+        groups = session.execute(funnel_raw_query(**kw)).all()
     now_in = {s: {"count": 0, "amount_base": Decimal(0), "amounts": {}} for s in STAGES}
     reached = {s: 0 for s in FUNNEL_STAGES}
     unconverted = set()
@@ -86,15 +86,14 @@ def funnel(session, *, where, since=None, until=None, owner=None, team=None, raw
             "total": total, "win_rate": win_rate, "unconverted_currencies": sorted(unconverted)}
 
 
-def _forecast_raw(session, *, where, owner, team):
+def forecast_raw_query(*, where, owner=None, team=None):
     q = select(o.c.stage, o.c.currency, o.c.expected_close, func.count(), func.sum(o.c.expected_amount)).where(
         where, o.c.stage.in_(OPEN_STAGES))
     if owner:
         q = q.where(o.c.owner_id == owner)
     if team:
         q = q.where(o.c.team_id == team)
-    q = q.group_by(o.c.stage, o.c.currency, o.c.expected_close)
-    return session.execute(q).all()
+    return q.group_by(o.c.stage, o.c.currency, o.c.expected_close)
 
 
 def forecast(session, *, where, owner=None, team=None, raw: bool = False) -> dict:
@@ -110,7 +109,7 @@ def forecast(session, *, where, owner=None, team=None, raw: bool = False) -> dic
         except rollup.NotCovered:
             pass
     if groups is None:
-        groups = _forecast_raw(session, where=where, owner=owner, team=team)
+        groups = session.execute(forecast_raw_query(where=where, owner=owner, team=team)).all()
     months: dict[str, dict] = {}
     unconverted = set()
     for stage, currency, close, n, amount in groups:

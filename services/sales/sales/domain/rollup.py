@@ -103,41 +103,37 @@ def _month_after(d: date) -> date:
 
 def _periods(since: date | None, until: date | None):
     """Rows of funnel_rollup covering created_at in [since, until] (UTC days), each exactly once:
-    whole months from the M rows, the days before the first and after the last whole month from D."""
-    if since is None and until is None:
-        return fr.c.grain == "M"
+    the whole months inside from the M rows, the days before the first and after the last whole
+    month from the D rows."""
     lo = None if since is None else (since if since.day == 1 else _month_after(since))  # first whole month
-    hi = None if until is None else (until + timedelta(days=1)).replace(day=1)  # months before hi end by until
+    hi = None if until is None else (until + timedelta(days=1)).replace(day=1)  # whole months end before
     if lo is not None and hi is not None and lo >= hi:  # no whole month inside: days only
         return and_(fr.c.grain == "D", fr.c.period >= since, fr.c.period <= until)
-    month = [fr.c.grain == "M"]
-    day = [fr.c.grain == "D"]
-    edges = []
-    if lo is not None:
-        month.append(fr.c.period >= lo)
-        day.append(fr.c.period >= since)
-        edges.append(fr.c.period < lo)
-    if hi is not None:
-        month.append(fr.c.period < hi)
-        day.append(fr.c.period <= until)
-        edges.append(fr.c.period >= hi)
-    return or_(and_(*month), and_(*day, or_(*edges)))
+    parts = [and_(fr.c.grain == "M", *([fr.c.period >= lo] if lo else []), *([fr.c.period < hi] if hi else []))]
+    if since is not None and since < lo:
+        parts.append(and_(fr.c.grain == "D", fr.c.period >= since, fr.c.period < lo))
+    if until is not None and hi <= until:
+        parts.append(and_(fr.c.grain == "D", fr.c.period >= hi, fr.c.period <= until))
+    return or_(*parts)
 
 
-def funnel_groups(session, *, where, since=None, until=None, owner=None, team=None):
-    """(stage, furthest_stage, currency, count, amount) as the GROUP BY over the raw rows returns them."""
+def funnel_query(*, where, since=None, until=None, owner=None, team=None):
     q = select(fr.c.stage, fr.c.furthest_stage, fr.c.currency, func.sum(fr.c.n), func.sum(fr.c.amount_minor)).where(
         _rebind(where, fr), _periods(since, until))
     if owner:
         q = q.where(fr.c.owner_id == owner)
     if team:
         q = q.where(fr.c.team_id == team)
-    q = q.group_by(fr.c.stage, fr.c.furthest_stage, fr.c.currency).having(func.sum(fr.c.n) > 0)
+    return q.group_by(fr.c.stage, fr.c.furthest_stage, fr.c.currency).having(func.sum(fr.c.n) > 0)
+
+
+def funnel_groups(session, **kw):
+    """(stage, furthest_stage, currency, count, amount) as the GROUP BY over the raw rows returns them."""
+    q = funnel_query(**kw)
     return [(s, f, c, int(n), Decimal(int(a)).scaleb(-2)) for s, f, c, n, a in session.execute(q).all()]
 
 
-def forecast_groups(session, *, where, owner=None, team=None):
-    """(stage, currency, expected_close, count, amount) as the GROUP BY over the raw open rows returns them."""
+def forecast_query(*, where, owner=None, team=None):
     if isinstance(where, True_) and not owner and not team:
         q = select(cr.c.stage, cr.c.currency, cr.c.close_on, func.sum(cr.c.n), func.sum(cr.c.amount_minor)).where(
             cr.c.grain == "C")
@@ -148,7 +144,12 @@ def forecast_groups(session, *, where, owner=None, team=None):
             q = q.where(cr.c.owner_id == owner)
         if team:
             q = q.where(cr.c.team_id == team)
-    q = q.group_by(cr.c.stage, cr.c.currency, cr.c.close_on).having(func.sum(cr.c.n) > 0)
+    return q.group_by(cr.c.stage, cr.c.currency, cr.c.close_on).having(func.sum(cr.c.n) > 0)
+
+
+def forecast_groups(session, **kw):
+    """(stage, currency, expected_close, count, amount) as the GROUP BY over the raw open rows returns them."""
+    q = forecast_query(**kw)
     return [(s, c, date.fromisoformat(close) if close else None, int(n), Decimal(int(a)).scaleb(-2))
             for s, c, close, n, a in session.execute(q).all()]
 
