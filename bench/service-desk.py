@@ -194,10 +194,13 @@ def bench_scan(url, tmp, n_open: int, due: int) -> tuple[list, dict]:
     counts = jobs.sla_scan(rt)
     busy = time.perf_counter() - t0
     assert counts["ticket.sla_warning"] == due, counts
-    t0 = time.perf_counter()
-    counts = jobs.sla_scan(rt)
-    again = time.perf_counter() - t0
-    assert sum(counts.values()) == 0
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        counts = jobs.sla_scan(rt)
+        times.append(time.perf_counter() - t0)
+        assert sum(counts.values()) == 0
+    again = statistics.median(times)
     rt.close()
     return {"idle": idle, "busy": busy, "again": again, "load": load}, plans
 
@@ -220,7 +223,7 @@ def bench_scans(tmp) -> tuple[list, str]:
                      C.fmt_rate(C.rate(DUE, r["busy"])), f"{r['busy']:.2f} s", "", "",
                      "one transaction per 500 timers; events written to the outbox"])
     for n in (SMALL, OPEN):
-        rows.append([f"the same scan again, {n:,} open tickets (nothing new: exactly once)", "1 scan", "",
+        rows.append([f"the same scan again, {n:,} open tickets (nothing new: exactly once)", "median of 3 scans", "",
                      C.fmt_ms(res[n]["again"] * 1000), "", "", ""])
     ratio_idle = b["idle"] / s["idle"]
     ratio_busy = b["busy"] / s["busy"]
