@@ -219,3 +219,22 @@ def test_since_and_until_are_utc_days(sqlite_api):
         jan = reports.funnel(uow.session, where=true(), since=date(2026, 1, 1), until=date(2026, 1, 31))
         feb = reports.funnel(uow.session, where=true(), since=date(2026, 2, 1), until=date(2026, 2, 28))
         assert (jan["total"], feb["total"]) == (1, 1)
+
+
+def test_migration_0006_fills_the_rollups_from_existing_opportunities(database_url, tmp_path, clock):
+    from crm_shared.migrations import downgrade, upgrade
+    from sales.service import SERVICE
+    rt = _runtime(database_url, tmp_path, clock)
+    try:
+        _workload(rt, random.Random(5), 150)
+        with rt.uow() as uow:
+            kept = _rollup_rows(uow.session)
+        assert kept[0] and kept[1]
+        rt.engine.dispose()
+        downgrade(SERVICE, database_url, "0005")  # drops the rollups; the opportunities stay
+        upgrade(SERVICE, database_url)  # creates and fills them
+        with rt.uow() as uow:
+            assert _rollup_rows(uow.session) == kept
+            assert reports.funnel(uow.session, where=true()) == reports.funnel(uow.session, where=true(), raw=True)
+    finally:
+        rt.close()
