@@ -238,3 +238,30 @@ def test_migration_0006_fills_the_rollups_from_existing_opportunities(database_u
             assert reports.funnel(uow.session, where=true()) == reports.funnel(uow.session, where=true(), raw=True)
     finally:
         rt.close()
+
+
+def test_the_nightly_job_repairs_what_a_writer_without_the_rollup_changed(database_url, tmp_path, clock):
+    """The previous release's pods (during a rollout, after a rollback) write opportunities with
+    plain statements and never touch the rollup; `report_rollups` puts it right."""
+    from sales import jobs
+    rt = _runtime(database_url, tmp_path, clock)
+    try:
+        _workload(rt, random.Random(9), 120)
+        o = models.opportunities
+        with rt.engine.begin() as c:  # what the old code does: no rollup
+            c.execute(o.update().where(o.c.id % 3 == 0, o.c.stage.in_(pipeline.OPEN_STAGES)).values(
+                stage="won", furthest_stage=pipeline.INDEX["won"]))
+            c.execute(o.insert().values(customer_id=1, name="old", expected_amount=Decimal("12.34"), currency="CNY",
+                                        stage="qualification", furthest_stage=0, owner_id="rep1", team_id="east",
+                                        created_at=START, updated_at=START))
+        with rt.uow() as uow:
+            assert reports.funnel(uow.session, where=true()) != reports.funnel(uow.session, where=true(), raw=True)
+        jobs.report_rollups(rt)
+        with rt.uow() as uow:
+            s = uow.session
+            for kw in ({}, {"team": "east"}, {"owner": "rep2", "since": date(2026, 1, 1)}):
+                assert reports.funnel(s, where=true(), **kw) == reports.funnel(s, where=true(), raw=True, **kw)
+            for kw in ({}, {"team": "east"}):
+                assert reports.forecast(s, where=true(), **kw) == reports.forecast(s, where=true(), raw=True, **kw)
+    finally:
+        rt.close()

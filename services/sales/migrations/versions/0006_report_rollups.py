@@ -2,9 +2,11 @@
 from the opportunities. From this release on every opportunity change updates them in its own
 transaction, and the funnel and forecast reports read them.
 
-Deploy: the previous release changes opportunities without updating the rollups, so stop it before
-this migration (or run `sales.domain.rollup.rebuild` once it is gone); the fill below runs under a
-SHARE lock on opportunities on PostgreSQL, so no change slips in while it runs.
+Expand, with a fill: the tables are new, so the previous release keeps working; but it changes
+opportunities without updating the rollups, so what its pods change during the rollout (or after a
+rollback) is missing from them until the daily `report_rollups` job (sales/jobs.py) rebuilds them
+from the opportunities; run that job once the rollout is over to repair at once. The fill takes no
+lock on opportunities (rule 5): the writes it races with are repaired by the same job.
 
 Revision ID: 0006
 Revises: 0005
@@ -37,7 +39,7 @@ def _fill(pg: bool) -> list[str]:
         minor = "CAST(round(expected_amount * 100) AS INTEGER)"
         close = "coalesce(expected_close, '')"
     stages = ", ".join(f"'{s}'" for s in OPEN_STAGES)
-    out = ["LOCK TABLE opportunities IN SHARE MODE"] if pg else []
+    out = []
     for grain, period in (("D", day), ("M", month)):
         out.append(
             "INSERT INTO funnel_rollup (grain, period, owner_id, team_id, stage, furthest_stage, currency, n, "
