@@ -346,7 +346,8 @@ def run() -> str:
                     "Raw / rollup"], funnel),
         "",
         f"Scale on PostgreSQL, {N_LARGE:,} opportunities against {N_SMALL:,} ({growth:.0f}x the data), time "
-        f"from the rollup: " + "; ".join(ratios) + f". Goal: sub-linear growth (counted as met below {growth / 4:.0f}x); worst {worst:.1f}x ({verdict}). "
+        f"from the rollup: " + "; ".join(ratios) + f". Goal: sub-linear growth (counted as met below "
+        f"{growth / 4:.0f}x); worst {worst:.1f}x ({verdict}). "
         "The rollup's rows grow with reps × stages × currencies × days, not with opportunities: a range is read "
         "from whole months (`M` rows) plus the days at its edges (`D` rows).",
         "",

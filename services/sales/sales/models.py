@@ -1,6 +1,6 @@
 """The sales service's tables (its own database). Money is Numeric, never Float."""
-from sqlalchemy import (JSON, BigInteger, Boolean, Column, Date, DateTime, ForeignKey, Index, Integer, Numeric, String, Table,
-                        Text, UniqueConstraint)
+from sqlalchemy import (JSON, BigInteger, Boolean, Column, Date, DateTime, ForeignKey, Index, Integer, Numeric, String,
+                        Table, Text, UniqueConstraint)
 
 from crm_shared.db import messaging_tables, new_metadata
 

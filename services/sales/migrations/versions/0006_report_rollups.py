@@ -49,7 +49,8 @@ def _fill(pg: bool) -> list[str]:
     out.append(
         "INSERT INTO forecast_rollup (grain, owner_id, team_id, stage, currency, close_on, n, amount_minor) "
         f"SELECT 'O', owner_id, coalesce(team_id, ''), stage, currency, {close}, count(*), sum({minor}) "
-        f"FROM opportunities WHERE stage IN ({stages}) GROUP BY owner_id, coalesce(team_id, ''), stage, currency, {close}")
+        f"FROM opportunities WHERE stage IN ({stages}) "
+        f"GROUP BY owner_id, coalesce(team_id, ''), stage, currency, {close}")
     out.append(
         "INSERT INTO forecast_rollup (grain, owner_id, team_id, stage, currency, close_on, n, amount_minor) "
         f"SELECT 'C', '', '', stage, currency, {close}, count(*), sum({minor}) FROM opportunities "
