@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from crm_shared.service import Job
 
-from .domain import approvals, contracts, customers, receivables
+from .domain import approvals, contracts, customers, receivables, rollup
 
 
 def contract_lifecycle(rt) -> dict:
@@ -43,9 +43,19 @@ def value_tiers(rt) -> int:
     return n
 
 
+def report_rollups(rt) -> None:
+    """Rebuild the report rollups from the opportunities: repairs what a writer that does not keep
+    them (the previous release, during a rollout or after a rollback) left behind. Writes wait on
+    PostgreSQL while it runs (seconds on a million opportunities)."""
+    with rt.uow() as uow:
+        rollup.rebuild(uow.session)
+        uow.commit()
+
+
 JOBS = (
     Job("contract_lifecycle", contract_lifecycle, cron="5 0 * * *"),
     Job("payments_overdue", payments_overdue, cron="15 0 * * *"),
     Job("approval_reminders", approval_reminders, every_seconds=600),
     Job("value_tiers", value_tiers, cron="30 2 * * *"),
+    Job("report_rollups", report_rollups, cron="45 2 * * *"),
 )

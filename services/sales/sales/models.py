@@ -1,6 +1,6 @@
 """The sales service's tables (its own database). Money is Numeric, never Float."""
-from sqlalchemy import (JSON, Boolean, Column, Date, DateTime, ForeignKey, Index, Integer, Numeric, String, Table,
-                        Text, UniqueConstraint)
+from sqlalchemy import (JSON, BigInteger, Boolean, Column, Date, DateTime, ForeignKey, Index, Integer, Numeric, String,
+                        Table, Text, UniqueConstraint)
 
 from crm_shared.db import messaging_tables, new_metadata
 
@@ -252,4 +252,37 @@ exchange_rates = Table(
     Column("currency", String(3), primary_key=True),
     Column("rate", RATE, nullable=False),  # 1 unit of currency = rate units of the base currency
     Column("updated_at", TS, nullable=False),
+)
+
+# The report read model (domain/rollup.py): opportunities counted and summed per key, updated in the
+# same transaction as every opportunity change, so the funnel and the forecast read a number of rows
+# bounded by reps × stages × currencies × periods rather than by opportunities. Amounts in hundredths
+# (MONEY has two places), so sums are exact integers on SQLite too. team_id '' stands for none.
+COUNT = BigInteger().with_variant(Integer, "sqlite")
+
+funnel_rollup = Table(
+    "funnel_rollup", metadata,
+    Column("grain", String(1), primary_key=True),  # D: period is the UTC day of created_at; M: its month
+    Column("period", Date, primary_key=True),
+    Column("owner_id", USER, primary_key=True),
+    Column("team_id", USER, primary_key=True),
+    Column("stage", String(20), primary_key=True),
+    Column("furthest_stage", Integer, primary_key=True, autoincrement=False),
+    Column("currency", String(3), primary_key=True),
+    Column("n", COUNT, nullable=False),
+    Column("amount_minor", COUNT, nullable=False),
+    Index("ix_funnel_rollup_owner_id_grain_period", "owner_id", "grain", "period"),
+)
+
+forecast_rollup = Table(  # open opportunities only
+    "forecast_rollup", metadata,
+    Column("grain", String(1), primary_key=True),  # O: per owner and team; C: the whole company (owner, team '')
+    Column("owner_id", USER, primary_key=True),
+    Column("team_id", USER, primary_key=True),
+    Column("stage", String(20), primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("close_on", String(10), primary_key=True),  # expected_close as YYYY-MM-DD; '' unscheduled
+    Column("n", COUNT, nullable=False),
+    Column("amount_minor", COUNT, nullable=False),
+    Index("ix_forecast_rollup_grain_team_id", "grain", "team_id"),
 )

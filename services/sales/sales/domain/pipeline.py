@@ -6,7 +6,7 @@ from decimal import Decimal
 from sqlalchemy import select
 
 from .. import models
-from . import money
+from . import money, rollup
 from .errors import Conflict, Invalid, NotFound
 
 o = models.opportunities
@@ -29,10 +29,12 @@ def create(session, *, customer_id: int, name: str, amount: Decimal | None, curr
            team_id: str | None, lead_id: str | None, now, expected_close=None) -> int:
     currency = money.check_currency(currency or money.BASE_CURRENCY)
     amount = money.q(amount if amount is not None else Decimal(0), currency)
-    return session.execute(o.insert().values(
+    oid = session.execute(o.insert().values(
         customer_id=customer_id, lead_id=lead_id, name=name, expected_amount=amount, currency=currency,
         stage="qualification", furthest_stage=0, owner_id=owner_id, team_id=team_id, expected_close=expected_close,
         created_at=now, updated_at=now)).inserted_primary_key[0]
+    rollup.apply(session, None, get(session, oid))  # the row as stored (SQLite keeps no time zone)
+    return oid
 
 
 def move(session, opp_id: int, changes: dict, *, now):
@@ -58,15 +60,19 @@ def move(session, opp_id: int, changes: dict, *, now):
         cur = money.check_currency(changes.get("currency", row.currency))
         amt = changes.get("expected_amount", Decimal(row.expected_amount))
         values.update(currency=cur, expected_amount=money.exact(amt, cur, "expected_amount"))
-    if values:
-        session.execute(o.update().where(o.c.id == opp_id).values(**values, updated_at=now))
-    return get(session, opp_id)
+    if not values:
+        return row
+    session.execute(o.update().where(o.c.id == opp_id).values(**values, updated_at=now))
+    new = get(session, opp_id)
+    rollup.apply(session, row, new)
+    return new
 
 
 def mark_won(session, opp_id: int | None, *, now) -> None:
     if opp_id is None:
         return
-    row = session.execute(select(o).where(o.c.id == opp_id)).first()
+    row = session.execute(select(o).where(o.c.id == opp_id).with_for_update()).first()
     if row is not None and row.stage != "won":
         session.execute(o.update().where(o.c.id == opp_id).values(stage="won", furthest_stage=INDEX["won"],
                                                                    updated_at=now))
+        rollup.apply(session, row, get(session, opp_id))

@@ -8,7 +8,7 @@ from decimal import Decimal
 from sqlalchemy import func, select
 
 from .. import models
-from . import money
+from . import money, rollup
 from .pipeline import INDEX, OPEN_STAGES, PROBABILITY, STAGES
 
 o, k = models.opportunities, models.contracts
@@ -23,22 +23,37 @@ def _period(q, column, since: date | None, until: date | None, is_datetime: bool
     return q
 
 
-def funnel(session, *, where, since=None, until=None, owner=None, team=None) -> dict:
-    """Per stage: opportunities now in it (count, amount) and how many ever reached it; conversion
-    from each stage to the next = reached(next) / reached(this). Aggregated in the database, so it
-    stays fast on large pipelines."""
-    table = money.rates(session)
+def funnel_raw_query(*, where, since=None, until=None, owner=None, team=None):
+    """The GROUP BY over the opportunities themselves (what the rollup replaces)."""
     q = select(o.c.stage, o.c.furthest_stage, o.c.currency, func.count(), func.sum(o.c.expected_amount)).where(where)
     q = _period(q, o.c.created_at, since, until, True)
     if owner:
         q = q.where(o.c.owner_id == owner)
     if team:
         q = q.where(o.c.team_id == team)
-    q = q.group_by(o.c.stage, o.c.furthest_stage, o.c.currency)
+    return q.group_by(o.c.stage, o.c.furthest_stage, o.c.currency)
+
+
+def funnel(session, *, where, since=None, until=None, owner=None, team=None, raw: bool = False) -> dict:
+    """Per stage: opportunities now in it (count, amount) and how many ever reached it; conversion
+    from each stage to the next = reached(next) / reached(this). Read from the rollup
+    (domain/rollup.py: a number of rows that does not grow with the opportunities), or with `raw`
+    (or a `where` on other columns than owner and team) aggregated from the opportunities; the two
+    give the same numbers."""
+    table = money.rates(session)
+    kw = dict(where=where, since=since, until=until, owner=owner, team=team)
+    groups = None
+    if not raw:
+        try:
+            groups = rollup.funnel_groups(session, **kw)
+        except rollup.NotCovered:
+            pass
+    if groups is None:
+        groups = session.execute(funnel_raw_query(**kw)).all()
     now_in = {s: {"count": 0, "amount_base": Decimal(0), "amounts": {}} for s in STAGES}
     reached = {s: 0 for s in FUNNEL_STAGES}
     unconverted = set()
-    for stage, furthest, currency, n, amount in session.execute(q).all():
+    for stage, furthest, currency, n, amount in groups:
         amount = Decimal(amount or 0)
         entry = now_in[stage]
         entry["count"] += n
@@ -71,21 +86,33 @@ def funnel(session, *, where, since=None, until=None, owner=None, team=None) -> 
             "total": total, "win_rate": win_rate, "unconverted_currencies": sorted(unconverted)}
 
 
-def forecast(session, *, where, owner=None, team=None) -> dict:
-    """Weighted pipeline (amount × stage probability) of open opportunities by expected close month;
-    those without an expected close date are under `unscheduled`. Summed in the database per stage,
-    currency and close date, then converted and weighted per group."""
-    table = money.rates(session)
+def forecast_raw_query(*, where, owner=None, team=None):
     q = select(o.c.stage, o.c.currency, o.c.expected_close, func.count(), func.sum(o.c.expected_amount)).where(
         where, o.c.stage.in_(OPEN_STAGES))
     if owner:
         q = q.where(o.c.owner_id == owner)
     if team:
         q = q.where(o.c.team_id == team)
-    q = q.group_by(o.c.stage, o.c.currency, o.c.expected_close)
+    return q.group_by(o.c.stage, o.c.currency, o.c.expected_close)
+
+
+def forecast(session, *, where, owner=None, team=None, raw: bool = False) -> dict:
+    """Weighted pipeline (amount × stage probability) of open opportunities by expected close month;
+    those without an expected close date are under `unscheduled`. Summed per stage, currency and
+    close date (from the rollup, or with `raw` from the opportunities: the same groups), then
+    converted and weighted per group."""
+    table = money.rates(session)
+    groups = None
+    if not raw:
+        try:
+            groups = rollup.forecast_groups(session, where=where, owner=owner, team=team)
+        except rollup.NotCovered:
+            pass
+    if groups is None:
+        groups = session.execute(forecast_raw_query(where=where, owner=owner, team=team)).all()
     months: dict[str, dict] = {}
     unconverted = set()
-    for stage, currency, close, n, amount in session.execute(q).all():
+    for stage, currency, close, n, amount in groups:
         key = close.strftime("%Y-%m") if close else "unscheduled"
         m = months.setdefault(key, {"month": key, "count": 0, "pipeline_base": Decimal(0), "weighted_base": Decimal(0)})
         base = money.to_base(Decimal(amount or 0), currency, table)
