@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, select, tuple_, update
 
 from ..models import campaigns, customers, lead_history, lead_keys, leads
-from . import normalise, routing, scoring
+from . import load, normalise, routing, scoring
 from .errors import Conflict, Invalid
 from .records import display_name, event_fields, get, history, history_many, remember_user
 from .util import insert_for
@@ -112,9 +112,9 @@ def create(uow, data: dict, actor, now, *, owner: tuple[str, str | None] | None 
     otherwise it is routed (or pooled when `pooled`). Returns Created or Duplicate; the caller commits.
 
     The keys are inserted with ON CONFLICT DO NOTHING (on PostgreSQL this waits for a concurrent
-    transaction holding the same key): when one is taken, the lead and the team's turn are undone
+    transaction holding the same key): when one is taken, the lead is undone
     in this transaction, and the answer is the duplicate (no SELECT first: duplicates are the rare
-    case)."""
+    case). A routed lead takes its turn only after that (routing.assign_lead)."""
     session = uow.session
     norm = data if prepared else prepare(data)
     if norm.get("campaign_id") is not None:
@@ -124,7 +124,7 @@ def create(uow, data: dict, actor, now, *, owner: tuple[str, str | None] | None 
     weights = weights or scoring.cached(session)
     score, tier = scoring.score(norm, weights)
     lead = {**norm, "score": score, "tier": tier}
-    owner_id = owner_name = team_id = member = None
+    owner_id = owner_name = team_id = None
     reason = None
     if owner is not None:
         owner_id, owner_name = owner
@@ -132,10 +132,8 @@ def create(uow, data: dict, actor, now, *, owner: tuple[str, str | None] | None 
         reason = "entered by owner"
     elif route and not pooled:
         team_id = routing.choose_team(session, lead)
-        if team_id is not None:
-            member = routing.pick_member(session, team_id)
-            if member is not None:
-                owner_id, owner_name, reason = member["user_id"], member["name"], "auto"
+    # a routed lead is written unowned and given to a member once its keys are in (a duplicate takes
+    # no turn, and the member's counter row is locked only from there to the commit)
     status = "new" if owner_id else "pooled"
     values = dict(lead, status=status, stage="new", owner_id=owner_id, owner_name=owner_name, team_id=team_id,
                   tags=tags, locked=False, duplicate_hits=0, created_by=getattr(actor, "id", None),
@@ -148,24 +146,31 @@ def create(uow, data: dict, actor, now, *, owner: tuple[str, str | None] | None 
         taken = len(keys) - len(session.execute(stmt.on_conflict_do_nothing().returning(lead_keys.c.kind)).all())
         if taken:
             # another lead or customer holds a key (maybe committed a moment ago by a concurrent
-            # intake: the insert waited for it): undo this lead and the team's turn, answer the duplicate
+            # intake: the insert waited for it): undo this lead, answer the duplicate
             session.execute(delete(lead_keys).where(lead_keys.c.lead_id == lead_id))
             session.execute(delete(leads).where(leads.c.id == lead_id))
-            if member is not None:
-                routing.unpick(session, member)
             dup = find_duplicate(session, keys)
             if dup is None:
                 raise Conflict("This customer was just changed by someone else; try again.")
             return dup
+    codes: dict = {}  # team id -> code, for both events
+    if owner_id:
+        load.shift(session, owner_id, 1)
+    elif team_id is not None:
+        member, given = routing.assign_lead(session, team_id, lead_id, now)
+        if member is not None:
+            row, codes[team_id] = given, member["_team_code"]
+            owner_id, owner_name, reason = member["user_id"], member["name"], "auto"
     entries = [dict(kind="created", reason=f"source {lead['source']}")]
     if owner_id:
         entries.append(dict(kind="assigned", to_owner=owner_id, reason=reason))
     else:
         entries.append(dict(kind="pooled", reason="no matching rule" if team_id is None else "nobody in the team is free"))
     history_many(session, lead_id, now, actor, entries)
-    uow.emit("lead.created", {**event_fields(row, uow.session), "status": row["status"]}, aggregate_type="lead", aggregate_id=lead_id)
+    fields = event_fields(row, uow.session, codes)
+    uow.emit("lead.created", {**fields, "status": row["status"]}, aggregate_type="lead", aggregate_id=lead_id)
     if reason == "auto":
-        uow.emit("lead.assigned", {**event_fields(row, uow.session), "previous_owner_id": None, "reason": "auto",
+        uow.emit("lead.assigned", {**fields, "previous_owner_id": None, "reason": "auto",
                                    "by_user_id": None}, aggregate_type="lead", aggregate_id=lead_id)
     return Created(dict(row))
 

@@ -84,6 +84,8 @@ def set_owner(uow, row, user_id: str, name: str | None, now, *, reason: str, kin
     if team_id is not None:
         values["team_id"] = team_id
     session.execute(update(leads).where(leads.c.id == row["id"]).values(**values))
+    from . import load  # load imports this module
+    load.moved(session, row["owner_id"], row["status"], user_id, values["status"])
     history(session, row["id"], kind, now, actor, from_owner=row["owner_id"], to_owner=user_id, reason=note or reason)
     new = get(session, row["id"])
     if emit:
