@@ -1,7 +1,8 @@
 """Leads service benchmarks, on PostgreSQL through gunicorn:
 
 1. intake throughput: POST /v1/leads (normalisation, dedupe against `lead_keys`, scoring, routing to
-   a round-robin team with the team row locked, history, two outbox events) beside a bare
+   a round-robin team (a turn from the team's sequence, the member's place reserved with a
+   conditional upsert of their open-lead counter), history, two outbox events) beside a bare
    Flask + SQLAlchemy endpoint that inserts the same JSON as one row, in the same run, with the same
    gunicorn settings and the same client;
 2. claim latency (POST /v1/leads/{id}/claim) with 1,000 and with 1,000,000 pooled leads, and the

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select, tuple_, update
+from sqlalchemy import String, delete, func, literal, select, tuple_, union_all, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from ..models import campaigns, customers, lead_history, lead_keys, leads
 from . import load, normalise, routing, scoring
 from .errors import Conflict, Invalid
-from .records import display_name, event_fields, get, history, history_many, remember_user
-from .util import insert_for
+from .records import display_name, event_fields, get, history, history_many, history_row, remember_user
+from .util import insert_for, is_postgres
 
 SOURCES = ("website", "ad_platform", "phone_in", "visit", "exhibition", "wechat", "referral", "import", "other")
 FIELDS = ("name", "company", "phone", "email", "province", "city", "industry", "source", "campaign_id",
@@ -105,6 +106,24 @@ def record_duplicate(uow, dup: Duplicate, actor, source: str | None, now) -> Non
              aggregate_type="lead", aggregate_id=dup.lead_id)
 
 
+def _insert_with_keys(session, values: dict, keys: list, created: dict):
+    """PostgreSQL: insert the lead, its keys and its first history row in one statement (CTEs);
+    (lead row, number of keys another lead or customer holds)."""
+    lead_cte = leads.insert().values(**values).returning(*leads.c).cte("l")
+    key_rows = union_all(*[select(literal(k, String).label("kind"), literal(v, String).label("value"),
+                                  lead_cte.c.id.label("lead_id")) for k, v in keys])
+    keys_cte = (pg_insert(lead_keys).from_select(["kind", "value", "lead_id"], key_rows)
+                .on_conflict_do_nothing().returning(lead_keys.c.kind).cte("k"))
+    hist_cols = [k for k in created if k != "lead_id"]
+    hist_cte = (pg_insert(lead_history).from_select(
+        ["lead_id", *hist_cols], select(lead_cte.c.id, *[literal(created[k], lead_history.c[k].type) for k in hist_cols]))
+        .returning(lead_history.c.id).cte("h"))
+    stmt = select(*lead_cte.c, select(func.count()).select_from(keys_cte).scalar_subquery().label("_keys_in"),
+                  select(func.count()).select_from(hist_cte).scalar_subquery().label("_history"))
+    row = session.execute(stmt).mappings().one()
+    return row, len(keys) - row["_keys_in"]
+
+
 def create(uow, data: dict, actor, now, *, owner: tuple[str, str | None] | None = None, route: bool = True,
            pooled: bool = False, tags: str | None = None, claim_keys: bool = True, weights: dict | None = None,
            prepared: bool = False):
@@ -139,34 +158,49 @@ def create(uow, data: dict, actor, now, *, owner: tuple[str, str | None] | None 
                   tags=tags, locked=False, duplicate_hits=0, created_by=getattr(actor, "id", None),
                   created_at=now, updated_at=now, assigned_at=now if owner_id else None,
                   pooled_at=None if owner_id else now)
-    row = session.execute(leads.insert().values(**values).returning(*leads.c)).mappings().one()
+    created_entry = dict(kind="created", reason=f"source {lead['source']}")
+    if keys and is_postgres(session):
+        # one statement: the lead, its keys (ON CONFLICT DO NOTHING) and its `created` history row
+        row, taken = _insert_with_keys(session, values, keys, history_row(lead_id=None, at=now, actor=actor,
+                                                                           **created_entry))
+        entries = []
+    else:
+        row = session.execute(leads.insert().values(**values).returning(*leads.c)).mappings().one()
+        taken = 0
+        if keys:
+            stmt = insert_for(session, lead_keys).values([{"kind": k, "value": v, "lead_id": row["id"]} for k, v in keys])
+            taken = len(keys) - len(session.execute(stmt.on_conflict_do_nothing().returning(lead_keys.c.kind)).all())
+        entries = [created_entry]
     lead_id = row["id"]
-    if keys:
-        stmt = insert_for(session, lead_keys).values([{"kind": k, "value": v, "lead_id": lead_id} for k, v in keys])
-        taken = len(keys) - len(session.execute(stmt.on_conflict_do_nothing().returning(lead_keys.c.kind)).all())
-        if taken:
-            # another lead or customer holds a key (maybe committed a moment ago by a concurrent
-            # intake: the insert waited for it): undo this lead, answer the duplicate
-            session.execute(delete(lead_keys).where(lead_keys.c.lead_id == lead_id))
-            session.execute(delete(leads).where(leads.c.id == lead_id))
-            dup = find_duplicate(session, keys)
-            if dup is None:
-                raise Conflict("This customer was just changed by someone else; try again.")
-            return dup
+    if taken:
+        # another lead or customer holds a key (maybe committed a moment ago by a concurrent
+        # intake: the insert waited for it): undo this lead, answer the duplicate
+        session.execute(delete(lead_keys).where(lead_keys.c.lead_id == lead_id))
+        session.execute(delete(leads).where(leads.c.id == lead_id))
+        dup = find_duplicate(session, keys)
+        if dup is None:
+            raise Conflict("This customer was just changed by someone else; try again.")
+        return dup
     codes: dict = {}  # team id -> code, for both events
     if owner_id:
         load.shift(session, owner_id, 1)
-    elif team_id is not None:
-        member, given = routing.assign_lead(session, team_id, lead_id, now)
-        if member is not None:
-            row, codes[team_id] = given, member["_team_code"]
-            owner_id, owner_name, reason = member["user_id"], member["name"], "auto"
-    entries = [dict(kind="created", reason=f"source {lead['source']}")]
-    if owner_id:
         entries.append(dict(kind="assigned", to_owner=owner_id, reason=reason))
-    else:
+    elif team_id is not None:
+        given = routing.assign_round_robin(session, team_id, lead_id, now, actor)
+        if given is not None:  # the usual case: turn, reservation, owner and history in one statement
+            row, codes[team_id] = given, given["_team_code"]
+            owner_id, reason = row["owner_id"], "auto"
+        else:
+            member, given = routing.assign_lead(session, team_id, lead_id, now)
+            if member is not None:
+                row, codes[team_id] = given, member["_team_code"]
+                owner_id, reason = member["user_id"], "auto"
+                entries.append(dict(kind="assigned", to_owner=owner_id, reason=reason))
+    if not owner_id:
         entries.append(dict(kind="pooled", reason="no matching rule" if team_id is None else "nobody in the team is free"))
-    history_many(session, lead_id, now, actor, entries)
+    if entries:
+        history_many(session, lead_id, now, actor, entries)
+    row = {c.name: row[c.name] for c in leads.c}
     fields = event_fields(row, uow.session, codes)
     uow.emit("lead.created", {**fields, "status": row["status"]}, aggregate_type="lead", aggregate_id=lead_id)
     if reason == "auto":

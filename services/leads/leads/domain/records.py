@@ -49,12 +49,15 @@ def history(session, lead_id, kind: str, now, actor=None, *, from_owner=None, to
         reason=(reason or None) and str(reason)[:500]))
 
 
+def history_row(lead_id, at, actor, kind: str, from_owner=None, to_owner=None, reason=None) -> dict:
+    return dict(lead_id=lead_id, at=at, kind=kind, actor_id=getattr(actor, "id", None),
+                actor_name=getattr(actor, "name", None), from_owner_id=from_owner, to_owner_id=to_owner,
+                reason=(reason or None) and str(reason)[:500])
+
+
 def history_many(session, lead_id, now, actor, entries: list[dict]) -> None:
     """Several history rows of one lead in one statement."""
-    session.execute(lead_history.insert(), [dict(
-        lead_id=lead_id, at=now, kind=e["kind"], actor_id=getattr(actor, "id", None),
-        actor_name=getattr(actor, "name", None), from_owner_id=e.get("from_owner"), to_owner_id=e.get("to_owner"),
-        reason=(e.get("reason") or None) and str(e["reason"])[:500]) for e in entries])
+    session.execute(lead_history.insert(), [history_row(lead_id, now, actor, **e) for e in entries])
 
 
 def remember_user(session, user_id: str | None, name: str | None) -> None:

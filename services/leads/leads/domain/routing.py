@@ -8,7 +8,7 @@ statement that gives them the lead, late in the transaction. Weighted and least-
 choose by counts, lock the team row for the rest of the transaction. See README "Fair distribution"."""
 from __future__ import annotations
 
-from sqlalchemy import exists, func, select, text, update
+from sqlalchemy import Integer, String, column, exists, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from ..models import leads, owner_loads, routing_rules, team_members, teams
@@ -193,6 +193,49 @@ def assign_lead(session, team_id, lead_id, now):
                             .values(assigned_count=team_members.c.assigned_count + 1))
             return {**chosen, "_team_id": team_id}, _give(session, lead_id, chosen, now)
         chosen["_full"] = True  # filled up (or left the team) meanwhile: the next free member
+
+
+_ROUND_ROBIN_SQL = """
+WITH t AS (SELECT nextval(CAST(:seq AS regclass)) AS turn),
+f AS (SELECT m.user_id, m.name, m.max_open_leads,
+             row_number() OVER (ORDER BY m.position, m.user_id) - 1 AS idx, count(*) OVER () AS n
+      FROM team_members m JOIN teams tm ON tm.id = m.team_id AND tm.strategy = 'round_robin'
+      LEFT JOIN owner_loads o ON o.user_id = m.user_id
+      WHERE m.team_id = :team AND m.active
+        AND (m.max_open_leads IS NULL OR coalesce(o.open_leads, 0) < m.max_open_leads)),
+c AS (SELECT f.* FROM f, t WHERE f.idx = t.turn % f.n),
+r AS (INSERT INTO owner_loads (user_id, open_leads) SELECT user_id, 1 FROM c
+      ON CONFLICT (user_id) DO UPDATE SET open_leads = owner_loads.open_leads + 1
+      WHERE owner_loads.open_leads < coalesce((SELECT max_open_leads FROM c), 2147483647)
+      RETURNING owner_loads.user_id),
+m AS (UPDATE team_members SET assigned_count = team_members.assigned_count + 1 FROM r
+      WHERE team_members.team_id = :team AND team_members.user_id = r.user_id
+      RETURNING team_members.user_id, team_members.name),
+g AS (UPDATE leads SET owner_id = m.user_id, owner_name = m.name, status = 'new', assigned_at = :now,
+             pooled_at = NULL
+      FROM m WHERE leads.id = :lead AND leads.owner_id IS NULL RETURNING leads.*),
+h AS (INSERT INTO lead_history (lead_id, at, kind, actor_id, actor_name, to_owner_id, reason)
+      SELECT g.id, :now, 'assigned', :actor_id, :actor_name, g.owner_id, 'auto' FROM g RETURNING lead_history.id)
+SELECT g.*, (SELECT code FROM teams WHERE id = :team) AS _team_code, (SELECT count(*) FROM h) AS _history FROM g
+"""
+
+
+def _strategies(session) -> dict:
+    return dict(session.execute(select(teams.c.id, teams.c.strategy)).all())
+
+
+def assign_round_robin(session, team_id, lead_id, now, actor):
+    """PostgreSQL, round robin, one statement (data-modifying CTEs): take the team's turn, choose
+    the free member it falls on, reserve their place (conditional on the cap), count the
+    assignment, give them the lead and write the `assigned` history row. Returns the lead row (with
+    `_team_code`), or None when that did not work out (not a round-robin team, nobody free, the
+    member filled up meanwhile): then `assign_lead` does it step by step."""
+    if not is_postgres(session) or cache.get(session, "team_strategies", _strategies).get(team_id) != "round_robin":
+        return None
+    stmt = text(_ROUND_ROBIN_SQL).columns(*leads.c, column("_team_code", String), column("_history", Integer))
+    return session.execute(stmt, {"seq": turn_sequence(team_id), "team": team_id, "lead": lead_id, "now": now,
+                                  "actor_id": getattr(actor, "id", None),
+                                  "actor_name": getattr(actor, "name", None)}).mappings().first()
 
 
 def _owned_values(member, now) -> dict:

@@ -52,6 +52,7 @@ def create(session, data: dict, now) -> dict:
     except IntegrityError:
         raise Conflict("A team with this name or code exists.")
     create_turns(session, tid)
+    cache.clear()  # the team's strategy (routing.assign_round_robin)
     for pos, m in enumerate(data.get("members", [])):
         _add_member(session, tid, m, pos)
     return _team(session, tid)
@@ -76,6 +77,7 @@ def update_team(session, team_id, data: dict) -> dict:
                 session.execute(update(teams).where(teams.c.id == team_id).values(**values))
         except IntegrityError:
             raise Conflict("A team with this name or code exists.")
+        cache.clear()
     return _team(session, team_id)
 
 
