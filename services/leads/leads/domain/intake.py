@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import String, delete, func, literal, select, tuple_, union_all, update
+from sqlalchemy import String, bindparam, delete, func, select, tuple_, union_all, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from ..models import campaigns, customers, lead_history, lead_keys, leads
@@ -106,21 +106,40 @@ def record_duplicate(uow, dup: Duplicate, actor, source: str | None, now) -> Non
              aggregate_type="lead", aggregate_id=dup.lead_id)
 
 
-def _insert_with_keys(session, values: dict, keys: list, created: dict):
-    """PostgreSQL: insert the lead, its keys and its first history row in one statement (CTEs);
-    (lead row, number of keys another lead or customer holds)."""
-    lead_cte = leads.insert().values(**values).returning(*leads.c).cte("l")
-    key_rows = union_all(*[select(literal(k, String).label("kind"), literal(v, String).label("value"),
-                                  lead_cte.c.id.label("lead_id")) for k, v in keys])
+_INSERTS: dict = {}  # (lead columns, number of keys, history columns) -> statement, built once per process
+
+
+def _insert_statement(cols: tuple, nkeys: int, hist_cols: tuple):
+    stmt = _INSERTS.get((cols, nkeys, hist_cols))
+    if stmt is not None:
+        return stmt
+    lead_cte = (leads.insert().values({c: bindparam(f"v_{c}", type_=leads.c[c].type) for c in cols})
+                .returning(*leads.c).cte("l"))
+    key_selects = [select(bindparam(f"kind{i}", type_=String).label("kind"), bindparam(f"value{i}", type_=String)
+                          .label("value"), lead_cte.c.id.label("lead_id")) for i in range(nkeys)]
+    key_rows = key_selects[0] if nkeys == 1 else union_all(*key_selects)
     keys_cte = (pg_insert(lead_keys).from_select(["kind", "value", "lead_id"], key_rows)
                 .on_conflict_do_nothing().returning(lead_keys.c.kind).cte("k"))
-    hist_cols = [k for k in created if k != "lead_id"]
     hist_cte = (pg_insert(lead_history).from_select(
-        ["lead_id", *hist_cols], select(lead_cte.c.id, *[literal(created[k], lead_history.c[k].type) for k in hist_cols]))
+        ["lead_id", *hist_cols], select(lead_cte.c.id, *[bindparam(f"h_{k}", type_=lead_history.c[k].type)
+                                                        for k in hist_cols]))
         .returning(lead_history.c.id).cte("h"))
     stmt = select(*lead_cte.c, select(func.count()).select_from(keys_cte).scalar_subquery().label("_keys_in"),
                   select(func.count()).select_from(hist_cte).scalar_subquery().label("_history"))
-    row = session.execute(stmt).mappings().one()
+    _INSERTS[(cols, nkeys, hist_cols)] = stmt
+    return stmt
+
+
+def _insert_with_keys(session, values: dict, keys: list, created: dict):
+    """PostgreSQL: insert the lead, its keys and its first history row in one statement (CTEs; the
+    statement is built once per shape); (lead row, number of keys another lead or customer holds)."""
+    cols = tuple(sorted(values))
+    hist_cols = tuple(sorted(k for k in created if k != "lead_id"))
+    params = {f"v_{c}": values[c] for c in cols}
+    for i, (kind, value) in enumerate(keys):
+        params[f"kind{i}"], params[f"value{i}"] = kind, value
+    params.update({f"h_{k}": created[k] for k in hist_cols})
+    row = session.execute(_insert_statement(cols, len(keys), hist_cols), params).mappings().one()
     return row, len(keys) - row["_keys_in"]
 
 
