@@ -220,6 +220,9 @@ SELECT g.*, (SELECT code FROM teams WHERE id = :team) AS _team_code, (SELECT cou
 """
 
 
+_ROUND_ROBIN = text(_ROUND_ROBIN_SQL).columns(*leads.c, column("_team_code", String), column("_history", Integer))
+
+
 def _strategies(session) -> dict:
     return dict(session.execute(select(teams.c.id, teams.c.strategy)).all())
 
@@ -232,8 +235,7 @@ def assign_round_robin(session, team_id, lead_id, now, actor):
     member filled up meanwhile): then `assign_lead` does it step by step."""
     if not is_postgres(session) or cache.get(session, "team_strategies", _strategies).get(team_id) != "round_robin":
         return None
-    stmt = text(_ROUND_ROBIN_SQL).columns(*leads.c, column("_team_code", String), column("_history", Integer))
-    return session.execute(stmt, {"seq": turn_sequence(team_id), "team": team_id, "lead": lead_id, "now": now,
+    return session.execute(_ROUND_ROBIN, {"seq": turn_sequence(team_id), "team": team_id, "lead": lead_id, "now": now,
                                   "actor_id": getattr(actor, "id", None),
                                   "actor_name": getattr(actor, "name", None)}).mappings().first()
 
