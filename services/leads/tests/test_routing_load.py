@@ -128,3 +128,17 @@ def test_counters_equal_a_count_after_a_mixed_workload(env):
     with env.rt.uow() as uow:
         counted = load.recount(uow.session)
     assert counted.get("a", 0) <= 6  # (c was given one over the cap by hand: a manager may)
+
+
+@pytest.mark.postgres
+def test_a_team_without_its_turn_sequence_gets_one(pg):
+    """A team made by a pod of the previous release during the rollout of 0006 has no sequence."""
+    from sqlalchemy import text
+    from leads.domain import cache
+    team = pg.team(members(("a", {}), ("b", {})))
+    with pg.rt.engine.begin() as c:
+        c.execute(text(f"DROP SEQUENCE leads_team_{team}_turn"))
+        c.execute(text(f"UPDATE teams SET rr_cursor = 1 WHERE id = {team}"))
+    cache.clear()
+    got = [pg.post("/v1/leads", {"phone": f"1350000000{i}"}, pg.manager()).json["owner_id"] for i in range(4)]
+    assert got == ["b", "a", "b", "a"]

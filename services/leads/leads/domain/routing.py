@@ -224,7 +224,9 @@ _ROUND_ROBIN = text(_ROUND_ROBIN_SQL).columns(*leads.c, column("_team_code", Str
 
 
 def _strategies(session) -> dict:
-    return dict(session.execute(select(teams.c.id, teams.c.strategy)).all())
+    """team id -> (strategy, rr_cursor, whether its turn sequence exists)."""
+    seq = func.to_regclass(func.concat("leads_team_", teams.c.id, "_turn")).is_not(None)
+    return {r[0]: tuple(r[1:]) for r in session.execute(select(teams.c.id, teams.c.strategy, teams.c.rr_cursor, seq))}
 
 
 def assign_round_robin(session, team_id, lead_id, now, actor):
@@ -233,7 +235,13 @@ def assign_round_robin(session, team_id, lead_id, now, actor):
     assignment, give them the lead and write the `assigned` history row. Returns the lead row (with
     `_team_code`), or None when that did not work out (not a round-robin team, nobody free, the
     member filled up meanwhile): then `assign_lead` does it step by step."""
-    if not is_postgres(session) or cache.get(session, "team_strategies", _strategies).get(team_id) != "round_robin":
+    if not is_postgres(session):
+        return None
+    strategy, cursor, has_turns = cache.get(session, "team_strategies", _strategies).get(team_id, (None, 0, True))
+    if not has_turns:  # a team made by a pod of the release before 0006 during the rollout
+        create_turns(session, team_id, cursor)
+        cache.clear()
+    if strategy != "round_robin":
         return None
     return session.execute(_ROUND_ROBIN, {"seq": turn_sequence(team_id), "team": team_id, "lead": lead_id, "now": now,
                                   "actor_id": getattr(actor, "id", None),
