@@ -1,7 +1,8 @@
 """Leads service benchmarks, on PostgreSQL through gunicorn:
 
 1. intake throughput: POST /v1/leads (normalisation, dedupe against `lead_keys`, scoring, routing to
-   a round-robin team with the team row locked, history, two outbox events) beside a bare
+   a round-robin team (a turn from the team's sequence, the member's place reserved with a
+   conditional upsert of their open-lead counter), history, two outbox events) beside a bare
    Flask + SQLAlchemy endpoint that inserts the same JSON as one row, in the same run, with the same
    gunicorn settings and the same client;
 2. claim latency (POST /v1/leads/{id}/claim) with 1,000 and with 1,000,000 pooled leads, and the
@@ -10,6 +11,10 @@
 
     .venv/bin/python bench/leads.py        # prints the Markdown section
     make bench                             # every benchmark -> docs/BENCHMARKS.md
+
+BENCH_LEADS_BEFORE=/path/to/an/older/checkout adds a row (and a ratio) for that checkout's intake,
+served from its own services/leads and shared on its own database, measured in turn with the
+others (e.g. `git worktree add --detach /tmp/before <rev>`); `make bench` leaves it out.
 
 Sizes: BENCH_LEADS_SECONDS (per intake run, 10), BENCH_LEADS_CLIENTS (8), BENCH_LEADS_WORKERS (gunicorn
 workers, 2), BENCH_CLAIMS (300 per pool size), BENCH_POOL_BIG (1,000,000), BENCH_IMPORT_ROWS (50,000).
@@ -271,7 +276,49 @@ def _lead_list(svc: Server, bare: Server, url: str) -> str:
 
 # -- the benchmark ----------------------------------------------------------------------------------
 
+def _bench_team(server: Server, mgr: dict) -> None:
+    status, team = server.request("POST", "/v1/teams", {"name": "Bench", "code": "bench", "strategy": "round_robin",
+                                                       "members": [{"user_id": f"r{i}", "name": f"R{i}"}
+                                                                   for i in range(4)]}, mgr)
+    assert status == 201, team
+    status, _ = server.request("POST", "/v1/routing-rules", {"priority": 1, "conditions": {"province": ["浙江"]},
+                                                             "team_id": int(team["id"])}, mgr)
+    assert status == 201
+
+
+@__import__("contextlib").contextmanager
+def _before_db():
+    with C.postgres_database("bench_leads_before") as url:
+        yield url
+
+
+def _before_server(tmp: str):
+    """BENCH_LEADS_BEFORE: an older checkout's leads service (its services/leads and shared first on
+    PYTHONPATH), migrated by its own migrations, on its own database. (server, revision)"""
+    tree = Path(os.environ["BENCH_LEADS_BEFORE"]).resolve()
+    ctx = _before_db()
+    url = ctx.__enter__()
+    _CLEANUP.append(ctx)
+    env = {"DATABASE_URL": url, "BUS_URL": f"sqlite:///{tmp}/bus_before.db", "CRM_DATA_DIR": tmp,
+           "LOG_LEVEL": "WARNING", "DB_POOL_SIZE": "5", "PYTHONPATH": f"{tree}/services/leads:{tree}/shared"}
+    subprocess.run([str(Path(PY).parent / "crm"), "migrate", "leads"], cwd=tree, env={**os.environ, **env},
+                   check=True, capture_output=True)
+    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tree, capture_output=True, text=True).stdout.strip()
+    return Server("leads.wsgi:app", env), rev or tree.name
+
+
+_CLEANUP: list = []
+
+
 def run() -> str:
+    try:
+        return _run()
+    finally:
+        while _CLEANUP:
+            _CLEANUP.pop().__exit__(None, None, None)
+
+
+def _run() -> str:
     out = []
     with C.postgres_database("bench_leads") as url, C.postgres_database("bench_bare") as bare_url, \
             tempfile.TemporaryDirectory() as tmp:
@@ -286,6 +333,7 @@ def run() -> str:
                               "email varchar(320), source varchar(20), created_at timestamptz)")
         e.dispose()
         svc = Server("leads.wsgi:app", env)
+        old = _before_server(tmp) if os.environ.get("BENCH_LEADS_BEFORE") else None
         bare = Server("leads:bare_app()", {"BENCH_BARE_DB": bare_url, "BENCH_LEADS_DB": url}, chdir=HERE)
         try:
             mgr = _token("manager", ["sales_manager"])
@@ -296,26 +344,32 @@ def run() -> str:
             status, _ = svc.request("POST", "/v1/routing-rules", {"priority": 1, "conditions": {"province": ["浙江"]},
                                                                   "team_id": int(team["id"])}, mgr)
             assert status == 201
+            runs = [("bare Flask + SQLAlchemy INSERT", bare, "/bare", {}, 35),
+                    ("POST /v1/leads (dedupe, score, route)", svc, "/v1/leads", mgr, 36)]
+            if old is not None:
+                _bench_team(old[0], mgr)
+                _load(old[0], "/v1/leads", mgr, 1, 2, 31)
+                runs.append((f"POST /v1/leads at {old[1]} (BENCH_LEADS_BEFORE)", old[0], "/v1/leads", mgr, 37))
             # warm both up
             _load(svc, "/v1/leads", mgr, 1, 2, 31)
             _load(bare, "/bare", {}, 1, 2, 31)
             rows = []
             results = {}
-            for name, server, path, headers, prefix in (("bare Flask + SQLAlchemy INSERT", bare, "/bare", {}, 35),
-                                                        ("POST /v1/leads (dedupe, score, route)", svc, "/v1/leads",
-                                                         mgr, 36)):
+            for name, server, path, headers, prefix in runs:
                 ok, bad, lat = _load(server, path, headers, SECONDS, CLIENTS, prefix)
                 results[name] = ok / SECONDS
                 rows.append([name, C.fmt_rate(ok / SECONDS), C.fmt_ms(C.percentile(lat, 50)),
                              C.fmt_ms(C.percentile(lat, 95)), bad])
             ratio = results["POST /v1/leads (dedupe, score, route)"] / results["bare Flask + SQLAlchemy INSERT"]
+            before = "".join(f" {k}: {v / results['bare Flask + SQLAlchemy INSERT']:.0%} of the bare insert."
+                             for k, v in results.items() if "BENCH_LEADS_BEFORE" in k)
             status, counts = svc.request("GET", "/v1/teams", None, mgr)
             spread = sorted(m["assigned_count"] for m in counts["items"][0]["members"])
             out += [f"### Intake throughput\n\n{CLIENTS} client threads for {SECONDS:.0f} s each, gunicorn "
                     f"{WORKERS} sync workers per app, one lead per request, distinct phone/email/company each time.\n",
                     C.md_table(["endpoint", "leads/s", "p50 ms", "p95 ms", "errors"], rows), "",
                     f"Intake reaches **{ratio:.0%}** of the bare insert's throughput (goal: at least 50%). "
-                    f"Round robin over the run: {spread} leads per member.\n"]
+                    f"Round robin over the run: {spread} leads per member.{before}\n"]
 
             # lead list for a rep with LIST_LEADS leads, beside a bare indexed select over HTTP
             out += [_lead_list(svc, bare, url)]
@@ -381,6 +435,8 @@ def run() -> str:
         finally:
             svc.stop()
             bare.stop()
+            if old is not None:
+                old[0].stop()
     return "\n".join(out)
 
 

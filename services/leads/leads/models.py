@@ -5,8 +5,10 @@ Integrity that must hold under concurrency is held by the database:
   company+city of every lead and of every customer learnt from sales, so two simultaneous intakes
   of one phone number cannot both commit;
 - a claim is a conditional UPDATE of `leads` (… WHERE status = 'pooled');
-- assignment inside a team locks the team row (SELECT … FOR UPDATE) and keeps the round-robin
-  cursor and per-member counts in `teams` / `team_members`.
+- round robin takes its turn from a per-team PostgreSQL sequence (`leads_team_<id>_turn`, no lock);
+  the capacity cap is a conditional upsert of the owner's `owner_loads` counter (… WHERE
+  open_leads < cap), taken late in the intake; the weighted and least-loaded strategies lock the
+  team row (SELECT … FOR UPDATE) and keep per-member counts in `team_members`.
 """
 from sqlalchemy import (JSON, BigInteger, Boolean, Column, Date, DateTime, ForeignKey, Index, Integer, Numeric,
                         PrimaryKeyConstraint, String, Table, Text, false, true)
@@ -44,6 +46,12 @@ team_members = Table(
     PrimaryKeyConstraint("team_id", "user_id"),
 )
 Index("ix_team_members_user_id", team_members.c.user_id)
+
+owner_loads = Table(  # open leads (new, contacted, qualified) per owner: the capacity cap's counter
+    "owner_loads", metadata,
+    Column("user_id", String(64), primary_key=True),
+    Column("open_leads", Integer, nullable=False, server_default="0"),
+)
 
 routing_rules = Table(
     "routing_rules", metadata,

@@ -6,7 +6,7 @@ from decimal import Decimal
 from sqlalchemy import select, update
 
 from ..models import contracts, customers, lead_history, lead_keys, leads
-from . import intake, normalise
+from . import intake, load, normalise
 from .actor import SYSTEM
 from .records import event_fields, get, history, remember_user
 from .util import insert_for
@@ -80,6 +80,7 @@ def customer_churned(uow, p: dict, now) -> None:
         s.execute(update(leads).where(leads.c.id == row["id"]).values(
             status="pooled", stage="new", owner_id=None, owner_name=None, pooled_at=now, warned_for=None, locked=False,
             tags="win_back", cooldown_user_id=None, cooldown_until=None, converted_at=None, updated_at=now))
+        load.moved(s, row["owner_id"], row["status"], None, "pooled")
         history(s, row["id"], "win_back", now, SYSTEM, from_owner=row["owner_id"], reason=reason)
         return
     data = {"name": (c["name"] if c else p.get("name")) or p["customer_id"], "company": c["company"] if c else p.get("name"),

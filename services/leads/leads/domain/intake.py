@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select, tuple_, update
+from sqlalchemy import String, bindparam, delete, func, select, tuple_, union_all, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from ..models import campaigns, customers, lead_history, lead_keys, leads
-from . import normalise, routing, scoring
+from . import load, normalise, routing, scoring
 from .errors import Conflict, Invalid
-from .records import display_name, event_fields, get, history, history_many, remember_user
-from .util import insert_for
+from .records import display_name, event_fields, get, history, history_many, history_row, remember_user
+from .util import insert_for, is_postgres
 
 SOURCES = ("website", "ad_platform", "phone_in", "visit", "exhibition", "wechat", "referral", "import", "other")
 FIELDS = ("name", "company", "phone", "email", "province", "city", "industry", "source", "campaign_id",
@@ -105,6 +106,43 @@ def record_duplicate(uow, dup: Duplicate, actor, source: str | None, now) -> Non
              aggregate_type="lead", aggregate_id=dup.lead_id)
 
 
+_INSERTS: dict = {}  # (lead columns, number of keys, history columns) -> statement, built once per process
+
+
+def _insert_statement(cols: tuple, nkeys: int, hist_cols: tuple):
+    stmt = _INSERTS.get((cols, nkeys, hist_cols))
+    if stmt is not None:
+        return stmt
+    lead_cte = (leads.insert().values({c: bindparam(f"v_{c}", type_=leads.c[c].type) for c in cols})
+                .returning(*leads.c).cte("l"))
+    key_selects = [select(bindparam(f"kind{i}", type_=String).label("kind"), bindparam(f"value{i}", type_=String)
+                          .label("value"), lead_cte.c.id.label("lead_id")) for i in range(nkeys)]
+    key_rows = key_selects[0] if nkeys == 1 else union_all(*key_selects)
+    keys_cte = (pg_insert(lead_keys).from_select(["kind", "value", "lead_id"], key_rows)
+                .on_conflict_do_nothing().returning(lead_keys.c.kind).cte("k"))
+    hist_cte = (pg_insert(lead_history).from_select(
+        ["lead_id", *hist_cols], select(lead_cte.c.id, *[bindparam(f"h_{k}", type_=lead_history.c[k].type)
+                                                        for k in hist_cols]))
+        .returning(lead_history.c.id).cte("h"))
+    stmt = select(*lead_cte.c, select(func.count()).select_from(keys_cte).scalar_subquery().label("_keys_in"),
+                  select(func.count()).select_from(hist_cte).scalar_subquery().label("_history"))
+    _INSERTS[(cols, nkeys, hist_cols)] = stmt
+    return stmt
+
+
+def _insert_with_keys(session, values: dict, keys: list, created: dict):
+    """PostgreSQL: insert the lead, its keys and its first history row in one statement (CTEs; the
+    statement is built once per shape); (lead row, number of keys another lead or customer holds)."""
+    cols = tuple(sorted(values))
+    hist_cols = tuple(sorted(k for k in created if k != "lead_id"))
+    params = {f"v_{c}": values[c] for c in cols}
+    for i, (kind, value) in enumerate(keys):
+        params[f"kind{i}"], params[f"value{i}"] = kind, value
+    params.update({f"h_{k}": created[k] for k in hist_cols})
+    row = session.execute(_insert_statement(cols, len(keys), hist_cols), params).mappings().one()
+    return row, len(keys) - row["_keys_in"]
+
+
 def create(uow, data: dict, actor, now, *, owner: tuple[str, str | None] | None = None, route: bool = True,
            pooled: bool = False, tags: str | None = None, claim_keys: bool = True, weights: dict | None = None,
            prepared: bool = False):
@@ -112,9 +150,9 @@ def create(uow, data: dict, actor, now, *, owner: tuple[str, str | None] | None 
     otherwise it is routed (or pooled when `pooled`). Returns Created or Duplicate; the caller commits.
 
     The keys are inserted with ON CONFLICT DO NOTHING (on PostgreSQL this waits for a concurrent
-    transaction holding the same key): when one is taken, the lead and the team's turn are undone
+    transaction holding the same key): when one is taken, the lead is undone
     in this transaction, and the answer is the duplicate (no SELECT first: duplicates are the rare
-    case)."""
+    case). A routed lead takes its turn only after that (routing.assign_lead)."""
     session = uow.session
     norm = data if prepared else prepare(data)
     if norm.get("campaign_id") is not None:
@@ -124,7 +162,7 @@ def create(uow, data: dict, actor, now, *, owner: tuple[str, str | None] | None 
     weights = weights or scoring.cached(session)
     score, tier = scoring.score(norm, weights)
     lead = {**norm, "score": score, "tier": tier}
-    owner_id = owner_name = team_id = member = None
+    owner_id = owner_name = team_id = None
     reason = None
     if owner is not None:
         owner_id, owner_name = owner
@@ -132,40 +170,60 @@ def create(uow, data: dict, actor, now, *, owner: tuple[str, str | None] | None 
         reason = "entered by owner"
     elif route and not pooled:
         team_id = routing.choose_team(session, lead)
-        if team_id is not None:
-            member = routing.pick_member(session, team_id)
-            if member is not None:
-                owner_id, owner_name, reason = member["user_id"], member["name"], "auto"
+    # a routed lead is written unowned and given to a member once its keys are in (a duplicate takes
+    # no turn, and the member's counter row is locked only from there to the commit)
     status = "new" if owner_id else "pooled"
     values = dict(lead, status=status, stage="new", owner_id=owner_id, owner_name=owner_name, team_id=team_id,
                   tags=tags, locked=False, duplicate_hits=0, created_by=getattr(actor, "id", None),
                   created_at=now, updated_at=now, assigned_at=now if owner_id else None,
                   pooled_at=None if owner_id else now)
-    row = session.execute(leads.insert().values(**values).returning(*leads.c)).mappings().one()
-    lead_id = row["id"]
-    if keys:
-        stmt = insert_for(session, lead_keys).values([{"kind": k, "value": v, "lead_id": lead_id} for k, v in keys])
-        taken = len(keys) - len(session.execute(stmt.on_conflict_do_nothing().returning(lead_keys.c.kind)).all())
-        if taken:
-            # another lead or customer holds a key (maybe committed a moment ago by a concurrent
-            # intake: the insert waited for it): undo this lead and the team's turn, answer the duplicate
-            session.execute(delete(lead_keys).where(lead_keys.c.lead_id == lead_id))
-            session.execute(delete(leads).where(leads.c.id == lead_id))
-            if member is not None:
-                routing.unpick(session, member)
-            dup = find_duplicate(session, keys)
-            if dup is None:
-                raise Conflict("This customer was just changed by someone else; try again.")
-            return dup
-    entries = [dict(kind="created", reason=f"source {lead['source']}")]
-    if owner_id:
-        entries.append(dict(kind="assigned", to_owner=owner_id, reason=reason))
+    created_entry = dict(kind="created", reason=f"source {lead['source']}")
+    if keys and is_postgres(session):
+        # one statement: the lead, its keys (ON CONFLICT DO NOTHING) and its `created` history row
+        row, taken = _insert_with_keys(session, values, keys, history_row(lead_id=None, at=now, actor=actor,
+                                                                           **created_entry))
+        entries = []
     else:
+        row = session.execute(leads.insert().values(**values).returning(*leads.c)).mappings().one()
+        taken = 0
+        if keys:
+            stmt = insert_for(session, lead_keys).values([{"kind": k, "value": v, "lead_id": row["id"]} for k, v in keys])
+            taken = len(keys) - len(session.execute(stmt.on_conflict_do_nothing().returning(lead_keys.c.kind)).all())
+        entries = [created_entry]
+    lead_id = row["id"]
+    if taken:
+        # another lead or customer holds a key (maybe committed a moment ago by a concurrent
+        # intake: the insert waited for it): undo this lead, answer the duplicate
+        session.execute(delete(lead_keys).where(lead_keys.c.lead_id == lead_id))
+        session.execute(delete(leads).where(leads.c.id == lead_id))
+        dup = find_duplicate(session, keys)
+        if dup is None:
+            raise Conflict("This customer was just changed by someone else; try again.")
+        return dup
+    codes: dict = {}  # team id -> code, for both events
+    if owner_id:
+        load.shift(session, owner_id, 1)
+        entries.append(dict(kind="assigned", to_owner=owner_id, reason=reason))
+    elif team_id is not None:
+        given = routing.assign_round_robin(session, team_id, lead_id, now, actor)
+        if given is not None:  # the usual case: turn, reservation, owner and history in one statement
+            row, codes[team_id] = given, given["_team_code"]
+            owner_id, reason = row["owner_id"], "auto"
+        else:
+            member, given = routing.assign_lead(session, team_id, lead_id, now)
+            if member is not None:
+                row, codes[team_id] = given, member["_team_code"]
+                owner_id, reason = member["user_id"], "auto"
+                entries.append(dict(kind="assigned", to_owner=owner_id, reason=reason))
+    if not owner_id:
         entries.append(dict(kind="pooled", reason="no matching rule" if team_id is None else "nobody in the team is free"))
-    history_many(session, lead_id, now, actor, entries)
-    uow.emit("lead.created", {**event_fields(row, uow.session), "status": row["status"]}, aggregate_type="lead", aggregate_id=lead_id)
+    if entries:
+        history_many(session, lead_id, now, actor, entries)
+    row = {c.name: row[c.name] for c in leads.c}
+    fields = event_fields(row, uow.session, codes)
+    uow.emit("lead.created", {**fields, "status": row["status"]}, aggregate_type="lead", aggregate_id=lead_id)
     if reason == "auto":
-        uow.emit("lead.assigned", {**event_fields(row, uow.session), "previous_owner_id": None, "reason": "auto",
+        uow.emit("lead.assigned", {**fields, "previous_owner_id": None, "reason": "auto",
                                    "by_user_id": None}, aggregate_type="lead", aggregate_id=lead_id)
     return Created(dict(row))
 

@@ -8,7 +8,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..models import follow_ups, lead_keys, leads
-from . import access, normalise, scoring
+from . import access, load, normalise, scoring
 from .errors import Conflict, Forbidden, Invalid
 from .intake import find_duplicate, prepare
 from .records import event_fields, get, history, team_code
@@ -82,6 +82,7 @@ def disqualify(uow, lead_id, actor, reason: str, now) -> dict:
     check_transition(row["status"], "disqualified")
     session.execute(update(leads).where(leads.c.id == row["id"]).values(
         status="disqualified", stage="disqualified", disqualify_reason=reason, updated_at=now, locked=False))
+    load.moved(session, row["owner_id"], row["status"], row["owner_id"], "disqualified")
     history(session, row["id"], "disqualified", now, actor, reason=reason)
     new = get(session, row["id"])
     uow.emit("lead.disqualified", {**event_fields(new, uow.session), "reason": reason}, aggregate_type="lead", aggregate_id=row["id"])
@@ -94,6 +95,7 @@ def convert(uow, lead_id, actor, data: dict, now) -> dict:
     check_transition(row["status"], "converted")
     session.execute(update(leads).where(leads.c.id == row["id"]).values(
         status="converted", stage="converted", converted_at=now, updated_at=now, locked=False))
+    load.moved(session, row["owner_id"], row["status"], row["owner_id"], "converted")
     history(session, row["id"], "converted", now, actor, reason=data.get("opportunity_name"))
     new = get(session, row["id"])
     uow.emit("lead.converted", {

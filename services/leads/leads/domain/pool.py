@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, func, or_, select, update
 
 from ..models import lead_history, leads, team_members
-from . import access, policy
+from . import access, load, policy
 from .errors import Conflict, Forbidden, NotFound
 from .records import OPEN, display_name, event_fields, get, history, open_count, remember_user, set_owner
 from .util import aware
@@ -93,6 +93,7 @@ def claim(uow, lead_id, actor, now) -> dict:
         team_id=row["team_id"] if row["team_id"] is not None else team_of(session, actor.id))).rowcount
     if won != 1:
         raise Conflict("Someone else claimed this lead first.", reason="taken")
+    load.moved(session, None, "pooled", actor.id, row["stage"])
     remember_user(session, actor.id, actor.name)
     history(session, row["id"], "claimed", now, actor, to_owner=actor.id, reason="claim")
     new = get(session, row["id"])
@@ -110,6 +111,7 @@ def to_pool(session, row, now, *, kind: str, actor, reason: str, cooldown: timed
     n = session.execute(update(leads).where(leads.c.id == row["id"], leads.c.owner_id == row["owner_id"],
                                             leads.c.status == row["status"]).values(**values)).rowcount
     if n == 1:
+        load.moved(session, row["owner_id"], row["status"], None, "pooled")
         history(session, row["id"], kind, now, actor, from_owner=row["owner_id"], reason=reason)
     return n
 

@@ -49,12 +49,15 @@ def history(session, lead_id, kind: str, now, actor=None, *, from_owner=None, to
         reason=(reason or None) and str(reason)[:500]))
 
 
+def history_row(lead_id, at, actor, kind: str, from_owner=None, to_owner=None, reason=None) -> dict:
+    return dict(lead_id=lead_id, at=at, kind=kind, actor_id=getattr(actor, "id", None),
+                actor_name=getattr(actor, "name", None), from_owner_id=from_owner, to_owner_id=to_owner,
+                reason=(reason or None) and str(reason)[:500])
+
+
 def history_many(session, lead_id, now, actor, entries: list[dict]) -> None:
     """Several history rows of one lead in one statement."""
-    session.execute(lead_history.insert(), [dict(
-        lead_id=lead_id, at=now, kind=e["kind"], actor_id=getattr(actor, "id", None),
-        actor_name=getattr(actor, "name", None), from_owner_id=e.get("from_owner"), to_owner_id=e.get("to_owner"),
-        reason=(e.get("reason") or None) and str(e["reason"])[:500]) for e in entries])
+    session.execute(lead_history.insert(), [history_row(lead_id, now, actor, **e) for e in entries])
 
 
 def remember_user(session, user_id: str | None, name: str | None) -> None:
@@ -84,6 +87,8 @@ def set_owner(uow, row, user_id: str, name: str | None, now, *, reason: str, kin
     if team_id is not None:
         values["team_id"] = team_id
     session.execute(update(leads).where(leads.c.id == row["id"]).values(**values))
+    from . import load  # load imports this module
+    load.moved(session, row["owner_id"], row["status"], user_id, values["status"])
     history(session, row["id"], kind, now, actor, from_owner=row["owner_id"], to_owner=user_id, reason=note or reason)
     new = get(session, row["id"])
     if emit:

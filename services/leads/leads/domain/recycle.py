@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, or_, select, update
 
 from ..models import leads
-from . import policy
+from . import load, policy
 from .actor import SYSTEM
 from .records import OPEN, event_fields, get, history
 from .util import aware
@@ -103,6 +103,7 @@ def _recycle(runtime, r, rule, pol, now) -> int:
             cooldown_user_id=r["owner_id"], cooldown_until=now + cooldown, updated_at=now)).rowcount
         if n != 1:
             return 0
+        load.moved(s, r["owner_id"], r["status"], None, "pooled")
         history(s, r["id"], "recycled", now, SYSTEM, from_owner=r["owner_id"], reason=rule)
         uow.emit("lead.recycled", {**event_fields(row, uow.session), "owner_id": None, "previous_owner_id": r["owner_id"],
                                    "rule": rule}, aggregate_type="lead", aggregate_id=r["id"])

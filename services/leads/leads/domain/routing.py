@@ -1,16 +1,18 @@
 """Routing: the first active rule by priority whose conditions all match picks the team; inside the
 team the strategy picks an active member under capacity.
 
-Fair under concurrency: the team row is locked (SELECT … FOR UPDATE) for the rest of the
-transaction, and the round-robin cursor and per-member counts live in the database, so concurrent
-intakes through any number of processes take turns."""
+Fair under concurrency without a team lock: round robin takes its turn from a per-team sequence
+(`nextval`, never blocks, never rolled back) after the lead's dedupe keys are in, and the capacity
+cap is a conditional upsert of the member's open-lead counter (`owner_loads`) done in the same
+statement that gives them the lead, late in the transaction. Weighted and least-loaded teams, which
+choose by counts, lock the team row for the rest of the transaction. See README "Fair distribution"."""
 from __future__ import annotations
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Integer, String, column, exists, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from ..models import leads, routing_rules, team_members, teams
-from . import cache
-from .records import OPEN
+from ..models import leads, owner_loads, routing_rules, team_members, teams
+from . import cache, load
 from .util import is_postgres
 
 STRATEGIES = ("round_robin", "weighted", "least_loaded")
@@ -45,81 +47,241 @@ def choose_team(session, lead: dict):
     return None
 
 
-def open_counts(session, user_ids: list[str]) -> dict[str, int]:
-    if not user_ids:
-        return {}
-    rows = session.execute(select(leads.c.owner_id, func.count()).where(
-        leads.c.owner_id.in_(user_ids), leads.c.status.in_(OPEN)).group_by(leads.c.owner_id)).all()
-    return dict(rows)
+def turn_sequence(team_id) -> str:
+    """The PostgreSQL sequence round robin takes its turns from (one per team)."""
+    return f"leads_team_{int(team_id)}_turn"
 
 
-def pick_member(session, team_id):
-    """Lock the team and choose a member; None when nobody is free. Counts the assignment."""
-    return pick_many(session, team_id, 1)[0]
+def create_turns(session, team_id, start: int = 0) -> None:
+    """A new team's turn sequence (PostgreSQL; on SQLite turns come from `teams.rr_cursor`, writers
+    being serialised anyway)."""
+    if is_postgres(session):
+        session.execute(text(f"CREATE SEQUENCE IF NOT EXISTS {turn_sequence(team_id)} MINVALUE 0 START {int(start)}"))
+
+
+def _turns(session, team_id, n: int) -> list[int]:
+    """`n` turns of the team's round robin. On PostgreSQL a sequence: no lock, never rolled back."""
+    if is_postgres(session):
+        return list(session.execute(text(f"SELECT nextval('{turn_sequence(team_id)}') FROM generate_series(1, :n)"),
+                                    {"n": n}).scalars())
+    end = session.execute(update(teams).where(teams.c.id == team_id).values(rr_cursor=teams.c.rr_cursor + n)
+                          .returning(teams.c.rr_cursor)).scalar_one()
+    return list(range(end - n, end))
+
+
+def team_snapshot(session, team_id, *, lock: bool = False, turn: bool = False) -> list[dict]:
+    """The team's active members with their open-lead counts (and the team's strategy and code), in
+    one query and without a lock; `lock` locks the team row (weighted, least loaded); `turn` also
+    takes one round-robin turn in the same query (PostgreSQL), as `_turn` of every row."""
+    cols = [teams.c.strategy, teams.c.code.label("_team_code"), team_members,
+            func.coalesce(owner_loads.c.open_leads, 0).label("_load")]
+    if turn and is_postgres(session):
+        cols.append(text(f"(SELECT nextval('{turn_sequence(team_id)}')) AS _turn"))
+    q = (select(*cols).select_from(teams.join(team_members, team_members.c.team_id == teams.c.id)
+                                   .outerjoin(owner_loads, owner_loads.c.user_id == team_members.c.user_id))
+         .where(teams.c.id == team_id, team_members.c.active.is_(True))
+         .order_by(team_members.c.position, team_members.c.user_id))
+    if lock and is_postgres(session):
+        q = q.with_for_update(of=teams)
+    return [dict(m) for m in session.execute(q).mappings().all()]
+
+
+def _free(m) -> bool:
+    return not m.get("_full") and (m["max_open_leads"] is None or m["_load"] < m["max_open_leads"])
+
+
+def _choose(strategy: str, members: list[dict], turn: int | None):
+    """The member for one lead among `members` (their `_load` as known so far), or None."""
+    if strategy == "round_robin":
+        free = [m for m in members if _free(m)]
+        return free[turn % len(free)] if free else None
+    eligible = [m for m in members if _free(m) and m["weight"] > 0]
+    if not eligible:
+        return None
+    if strategy == "weighted":
+        return min(eligible, key=lambda m: ((m["assigned_count"] + 1) / m["weight"], m["position"]))
+    return min(eligible, key=lambda m: (m["_load"], m["assigned_count"], m["position"]))  # least_loaded
 
 
 def pick_many(session, team_id, n: int) -> list:
-    """Lock the team and choose members for `n` leads in turn (None where nobody is free), then
-    write the counts and the cursor once."""
-    # one query: the team's active members, with the team row locked for the rest of the transaction
-    q = (select(teams.c.strategy, teams.c.rr_cursor, team_members)
-         .join(team_members, team_members.c.team_id == teams.c.id)
-         .where(teams.c.id == team_id, team_members.c.active.is_(True))
-         .order_by(team_members.c.position, team_members.c.user_id))
-    if is_postgres(session):
-        q = q.with_for_update(of=teams)
-    members = [dict(m) for m in session.execute(q).mappings().all()]
+    """Members for `n` leads in turn (None where nobody is free), their places reserved (`load`) and
+    their assigned counts written. Round robin takes its turns from the team's sequence without a
+    lock (the turn is the index into the members under their cap); weighted and least loaded lock
+    the team row for the rest of the transaction, as they choose by counts."""
+    members = team_snapshot(session, team_id)
     if not members:
         return [None] * n
-    strategy, rr_cursor = members[0]["strategy"], members[0]["rr_cursor"]
-    needs_load = strategy == "least_loaded" or any(m["max_open_leads"] is not None for m in members)
-    load = open_counts(session, [m["user_id"] for m in members]) if needs_load else {}
-    taken = {m["user_id"]: 0 for m in members}
-    cursor = rr_cursor
-
-    def free(m):
-        return m["max_open_leads"] is None or load.get(m["user_id"], 0) < m["max_open_leads"]
-
-    picks = []
-    for _ in range(n):
-        chosen, before = None, cursor
-        if strategy == "round_robin":
-            for i in range(len(members)):
-                idx = (cursor + i) % len(members)
-                if free(members[idx]):
-                    chosen, cursor = members[idx], idx + 1
-                    break
-        else:
-            eligible = [m for m in members if free(m) and m["weight"] > 0]
-            if eligible:
-                if strategy == "weighted":
-                    chosen = min(eligible, key=lambda m: ((m["assigned_count"] + 1) / m["weight"], m["position"]))
-                else:  # least_loaded
-                    chosen = min(eligible, key=lambda m: (load.get(m["user_id"], 0), m["assigned_count"],
-                                                          m["position"]))
+    strategy = members[0]["strategy"]
+    if strategy != "round_robin":
+        members = team_snapshot(session, team_id, lock=True)
+        if not members:
+            return [None] * n
+    turns = _turns(session, team_id, n) if strategy == "round_robin" else [None] * n
+    by_user = {m["user_id"]: m for m in members}
+    picks: list = [None] * n
+    for i, turn in enumerate(turns):
+        chosen = _choose(strategy, members, turn)
         if chosen is not None:
+            chosen["_load"] += 1
             chosen["assigned_count"] += 1
-            load[chosen["user_id"]] = load.get(chosen["user_id"], 0) + 1
-            taken[chosen["user_id"]] += 1
-            picks.append({**chosen, "_team_id": team_id, "_cursor_before": before})
-        else:
-            picks.append(None)
+            picks[i] = chosen
+    # reserve the places, one statement per member; a member who filled up meanwhile (a concurrent
+    # intake or claim) gives their leads to the others or the pool
+    taken: dict[str, int] = {}
+    for m in picks:
+        if m is not None:
+            taken[m["user_id"]] = taken.get(m["user_id"], 0) + 1
+    failed = [u for u, k in taken.items() if not load.reserve(session, u, by_user[u]["max_open_leads"], k)]
+    if failed:
+        for u in failed:
+            by_user[u]["_full"] = True  # chosen no more
+        redo = [i for i, m in enumerate(picks) if m is not None and m["user_id"] in failed]
+        for i in redo:
+            chosen = _choose(strategy, members, turns[i])
+            if chosen is not None and load.reserve(session, chosen["user_id"], chosen["max_open_leads"]):
+                chosen["_load"] += 1
+                chosen["assigned_count"] += 1
+                taken[chosen["user_id"]] = taken.get(chosen["user_id"], 0) + 1
+                picks[i] = chosen
+            else:
+                if chosen is not None:
+                    chosen["_full"] = True
+                picks[i] = None
+        for u in failed:
+            taken.pop(u, None)
     for user_id, k in taken.items():
-        if k:
+        session.execute(update(team_members).where(team_members.c.team_id == team_id,
+                                                   team_members.c.user_id == user_id)
+                        .values(assigned_count=team_members.c.assigned_count + k))
+    return [{**m, "_team_id": team_id} if m is not None else None for m in picks]
+
+
+def pick_member(session, team_id):
+    """One member (reserved and counted), or None when nobody is free."""
+    return pick_many(session, team_id, 1)[0]
+
+
+def assign_lead(session, team_id, lead_id, now):
+    """Route a lead already inserted (unowned) to a member of `team_id`: take a turn, reserve the
+    member's place and give them the lead. Done after the lead's keys are in (a duplicate takes no
+    turn) and as late as possible: the only row locks taken are the chosen member's counter and
+    membership rows, from here to the commit. Returns (member, lead row) or (None, None).
+
+    On PostgreSQL, when the member is still free (the usual case), that is two statements: the
+    snapshot (members, counts, team code and the turn) and one statement that reserves, counts and
+    assigns (data-modifying CTEs)."""
+    pg = is_postgres(session)
+    members = team_snapshot(session, team_id, turn=True)
+    if not members:
+        return None, None
+    strategy = members[0]["strategy"]
+    if strategy != "round_robin":
+        member = pick_member(session, team_id)
+        return member, (_give(session, lead_id, member, now) if member is not None else None)
+    turn = members[0]["_turn"] if pg else _turns(session, team_id, 1)[0]
+    while True:
+        chosen = _choose(strategy, members, turn)
+        if chosen is None:
+            return None, None
+        if pg:
+            row = _reserve_and_give(session, team_id, lead_id, chosen, now)
+            if row is not None:
+                return {**chosen, "_team_id": team_id}, row
+        elif load.reserve(session, chosen["user_id"], chosen["max_open_leads"]):
             session.execute(update(team_members).where(team_members.c.team_id == team_id,
-                                                       team_members.c.user_id == user_id)
-                            .values(assigned_count=team_members.c.assigned_count + k))
-    if cursor != rr_cursor:
-        session.execute(update(teams).where(teams.c.id == team_id).values(rr_cursor=cursor))
-    return picks
+                                                       team_members.c.user_id == chosen["user_id"])
+                            .values(assigned_count=team_members.c.assigned_count + 1))
+            return {**chosen, "_team_id": team_id}, _give(session, lead_id, chosen, now)
+        chosen["_full"] = True  # filled up (or left the team) meanwhile: the next free member
+
+
+_ROUND_ROBIN_SQL = """
+WITH t AS (SELECT nextval(CAST(:seq AS regclass)) AS turn),
+f AS (SELECT m.user_id, m.name, m.max_open_leads,
+             row_number() OVER (ORDER BY m.position, m.user_id) - 1 AS idx, count(*) OVER () AS n
+      FROM team_members m JOIN teams tm ON tm.id = m.team_id AND tm.strategy = 'round_robin'
+      LEFT JOIN owner_loads o ON o.user_id = m.user_id
+      WHERE m.team_id = :team AND m.active
+        AND (m.max_open_leads IS NULL OR coalesce(o.open_leads, 0) < m.max_open_leads)),
+c AS (SELECT f.* FROM f, t WHERE f.idx = t.turn % f.n),
+r AS (INSERT INTO owner_loads (user_id, open_leads) SELECT user_id, 1 FROM c
+      ON CONFLICT (user_id) DO UPDATE SET open_leads = owner_loads.open_leads + 1
+      WHERE owner_loads.open_leads < coalesce((SELECT max_open_leads FROM c), 2147483647)
+      RETURNING owner_loads.user_id),
+m AS (UPDATE team_members SET assigned_count = team_members.assigned_count + 1 FROM r
+      WHERE team_members.team_id = :team AND team_members.user_id = r.user_id
+      RETURNING team_members.user_id, team_members.name),
+g AS (UPDATE leads SET owner_id = m.user_id, owner_name = m.name, status = 'new', assigned_at = :now,
+             pooled_at = NULL
+      FROM m WHERE leads.id = :lead AND leads.owner_id IS NULL RETURNING leads.*),
+h AS (INSERT INTO lead_history (lead_id, at, kind, actor_id, actor_name, to_owner_id, reason)
+      SELECT g.id, :now, 'assigned', :actor_id, :actor_name, g.owner_id, 'auto' FROM g RETURNING lead_history.id)
+SELECT g.*, (SELECT code FROM teams WHERE id = :team) AS _team_code, (SELECT count(*) FROM h) AS _history FROM g
+"""
+
+
+_ROUND_ROBIN = text(_ROUND_ROBIN_SQL).columns(*leads.c, column("_team_code", String), column("_history", Integer))
+
+
+def _strategies(session) -> dict:
+    """team id -> (strategy, rr_cursor, whether its turn sequence exists)."""
+    seq = func.to_regclass(func.concat("leads_team_", teams.c.id, "_turn")).is_not(None)
+    return {r[0]: tuple(r[1:]) for r in session.execute(select(teams.c.id, teams.c.strategy, teams.c.rr_cursor, seq))}
+
+
+def assign_round_robin(session, team_id, lead_id, now, actor):
+    """PostgreSQL, round robin, one statement (data-modifying CTEs): take the team's turn, choose
+    the free member it falls on, reserve their place (conditional on the cap), count the
+    assignment, give them the lead and write the `assigned` history row. Returns the lead row (with
+    `_team_code`), or None when that did not work out (not a round-robin team, nobody free, the
+    member filled up meanwhile): then `assign_lead` does it step by step."""
+    if not is_postgres(session):
+        return None
+    strategy, cursor, has_turns = cache.get(session, "team_strategies", _strategies).get(team_id, (None, 0, True))
+    if not has_turns:  # a team made by a pod of the release before 0006 during the rollout
+        create_turns(session, team_id, cursor)
+        cache.clear()
+    if strategy != "round_robin":
+        return None
+    return session.execute(_ROUND_ROBIN, {"seq": turn_sequence(team_id), "team": team_id, "lead": lead_id, "now": now,
+                                  "actor_id": getattr(actor, "id", None),
+                                  "actor_name": getattr(actor, "name", None)}).mappings().first()
+
+
+def _owned_values(member, now) -> dict:
+    return dict(owner_id=member["user_id"], owner_name=member["name"], status="new", assigned_at=now, pooled_at=None)
+
+
+def _give(session, lead_id, member, now):
+    return session.execute(update(leads).where(leads.c.id == lead_id).values(**_owned_values(member, now))
+                           .returning(*leads.c)).mappings().one()
+
+
+def _reserve_and_give(session, team_id, lead_id, member, now):
+    """PostgreSQL, one statement: reserve the member's place (conditional on the cap), count the
+    assignment, give them the lead; no row when the member is full."""
+    cap = member["max_open_leads"]
+    ins = pg_insert(owner_loads).values(user_id=member["user_id"], open_leads=1)
+    loads_cte = ins.on_conflict_do_update(
+        index_elements=["user_id"], set_={"open_leads": owner_loads.c.open_leads + 1},
+        where=None if cap is None else owner_loads.c.open_leads < cap).returning(owner_loads.c.user_id).cte("l")
+    counted = (update(team_members).where(team_members.c.team_id == team_id,
+                                          team_members.c.user_id == loads_cte.c.user_id)
+               .values(assigned_count=team_members.c.assigned_count + 1)
+               .returning(team_members.c.user_id).cte("m"))
+    stmt = (update(leads).where(leads.c.id == lead_id, leads.c.owner_id.is_(None),
+                                exists(select(counted.c.user_id)))
+            .values(**_owned_values(member, now)).returning(*leads.c).add_cte(loads_cte).add_cte(counted))
+    return session.execute(stmt).mappings().first()
 
 
 def unpick(session, chosen: dict) -> None:
-    """Give back a turn taken by pick_member in this transaction (the team row is still locked)."""
+    """Give back a place and an assigned count taken by pick_many in this transaction (the lead was
+    a duplicate after all). A round-robin turn is not given back (sequences never are)."""
     session.execute(update(team_members).where(team_members.c.team_id == chosen["_team_id"],
                                                team_members.c.user_id == chosen["user_id"])
                     .values(assigned_count=team_members.c.assigned_count - 1))
-    session.execute(update(teams).where(teams.c.id == chosen["_team_id"]).values(rr_cursor=chosen["_cursor_before"]))
+    load.shift(session, chosen["user_id"], -1)
 
 
 def fair_start_count(session, team_id, weight: int) -> int:

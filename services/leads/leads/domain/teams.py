@@ -8,7 +8,7 @@ from ..models import routing_rules, team_members, teams
 from . import cache
 from .errors import Conflict, Forbidden, Invalid, NotFound
 from .records import remember_user
-from .routing import CONDITION_FIELDS, STRATEGIES, fair_start_count
+from .routing import CONDITION_FIELDS, STRATEGIES, create_turns, fair_start_count
 
 
 def _team(session, team_id) -> dict:
@@ -51,6 +51,8 @@ def create(session, data: dict, now) -> dict:
                                                         created_at=now)).inserted_primary_key[0]
     except IntegrityError:
         raise Conflict("A team with this name or code exists.")
+    create_turns(session, tid)
+    cache.clear()  # the team's strategy (routing.assign_round_robin)
     for pos, m in enumerate(data.get("members", [])):
         _add_member(session, tid, m, pos)
     return _team(session, tid)
@@ -75,6 +77,7 @@ def update_team(session, team_id, data: dict) -> dict:
                 session.execute(update(teams).where(teams.c.id == team_id).values(**values))
         except IntegrityError:
             raise Conflict("A team with this name or code exists.")
+        cache.clear()
     return _team(session, team_id)
 
 
