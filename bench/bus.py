@@ -501,6 +501,34 @@ def hand_consume(queue: str, pg_url: str, limit: int, seconds: float, batch: int
     return out
 
 
+class PreviousDispatcher(Dispatcher):
+    """The batch path as it was before tuning item 4 (bench/TUNING.md), kept to measure against in
+    the same run: each handler in a session of its own joined to the batch's transaction, every
+    statement waiting for its reply (no pipeline)."""
+
+    def _together(self, work):
+        from crm_shared import context
+        from crm_shared.uow import UnitOfWork
+        outcomes = []
+        with self.rt.engine.connect() as conn:
+            with conn.begin() as tx:
+                new = self.mark_processed_many(conn, [w[2] for w in work])
+                for _i, _d, env, payload, handler in work:
+                    if env.id not in new:
+                        outcomes.append(("duplicate", None))
+                        continue
+                    new.discard(env.id)
+                    started = time.perf_counter()
+                    with context.bound(env.correlation_id or env.id, env.id):
+                        with UnitOfWork(self.rt, conn) as uow:
+                            handler(uow, env, payload)
+                            uow.session.flush()
+                    outcomes.append(("ok", time.perf_counter() - started))
+                if not tx.is_active:
+                    raise RuntimeError("a handler ended the batch's transaction")
+        return outcomes
+
+
 def fill_ours(rt: Runtime, n: int) -> None:
     """Publish n fresh, valid `lead.created` envelopes straight to the service's queue (the consumer
     runs need more messages than one relay drain leaves)."""

@@ -8,7 +8,8 @@ import threading
 import time
 import zlib
 
-from sqlalchemy import func, select, update
+from sqlalchemy import any_, bindparam, func, select, update
+from sqlalchemy.dialects import postgresql
 
 from . import metrics, tracing
 from .bus import BusError, OutgoingMessage
@@ -21,6 +22,14 @@ class Relay:
         self.rt = runtime
         self.batch = batch or runtime.settings.relay_batch
         self._lock_key = zlib.crc32(f"outbox:{runtime.name}".encode())
+        ob = runtime.outbox
+        # PostgreSQL: `id = ANY(:ids)`, one array parameter, the same SQL text for any batch size (so
+        # psycopg prepares it once), instead of an IN list of one parameter per row
+        ids = (bindparam("ids", type_=postgresql.ARRAY(ob.c.id.type)) if runtime.is_postgres
+               else bindparam("ids", expanding=True))
+        cond = ob.c.id == any_(ids) if runtime.is_postgres else ob.c.id.in_(ids)
+        self._mark_sent = update(ob).where(cond).values(published_at=bindparam("now", type_=ob.c.published_at.type),
+                                                        attempts=ob.c.attempts + 1)
 
     def backlog(self) -> int:
         with self.rt.engine.connect() as c:
@@ -49,7 +58,7 @@ class Relay:
                 raise
             now = self.rt.clock.now()
             ids = [r.id for r in rows]
-            conn.execute(update(ob).where(ob.c.id.in_(ids)).values(published_at=now, attempts=ob.c.attempts + 1))
+            conn.execute(self._mark_sent, {"ids": ids, "now": now})
             if unroutable:
                 conn.execute(update(ob).where(ob.c.event_id.in_(list(unroutable))).values(unroutable=True))
                 metrics.EVENTS_UNROUTABLE.labels(self.rt.name).inc(len(unroutable))
