@@ -1053,7 +1053,7 @@ def peers_report(R: dict) -> list[str]:
     out += [f"Same payload (the `lead.created` fields) for all. Publish-to-handler p99 at {rate}/s: ours "
             f"{C.fmt_ms(ours['p99'])} ms vs the raw broker round trip's {C.fmt_ms(raw['p99'])} ms in the same run: this "
             f"{verdict}. Celery and nameko run in this machine's Python, in "
-            "one process with their sender (as our latency rows do); an achieved rate below the target means the "
+            "one process with their sender (our latency rows take their events from a separate emitter process); an achieved rate below the target means the "
             "sender could not keep up.", ""]
     return out
 
