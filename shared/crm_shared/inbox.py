@@ -221,16 +221,23 @@ def pipelined(conn):
         yield
         return
     driver = conn.connection.driver_connection
-    with driver.pipeline() as pipe:
-        def after_execute(_conn, _cursor, statement, _params, _context, _many):
-            if not _deferrable(statement):
-                pipe.sync()
+    dbapi_error = conn.dialect.loaded_dbapi.Error
+    try:
+        with driver.pipeline() as pipe:
+            def after_execute(_conn, _cursor, statement, _params, _context, _many):
+                if not _deferrable(statement):
+                    pipe.sync()  # inside SQLAlchemy's execute: its errors come wrapped as usual
 
-        event.listen(conn, "after_cursor_execute", after_execute)
-        try:
-            yield
-        finally:
-            event.remove(conn, "after_cursor_execute", after_execute)
+            event.listen(conn, "after_cursor_execute", after_execute)
+            try:
+                yield
+            finally:
+                event.remove(conn, "after_cursor_execute", after_execute)
+    except dbapi_error as exc:
+        # the last deferred results come back as the pipeline ends, outside any execute: wrap their
+        # error as SQLAlchemy would (IntegrityError, OperationalError…), so that `is_transient`
+        # tells a lost database (requeue the batch) from a bad event (one by one)
+        raise DBAPIError.instance(None, None, exc, dbapi_error, dialect=conn.dialect) from exc
 
 
 def failed_transaction(conn) -> bool:

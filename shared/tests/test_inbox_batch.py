@@ -264,3 +264,32 @@ def test_a_handler_that_swallows_a_database_error_cannot_make_a_batch_commit_not
     assert {env.id for _, env in batch[:3]} <= acked
     if rt.is_postgres:  # aborted: retried (SQLite's transaction survives a failed statement)
         assert decisions[3][0] is Outcome.RETRY and "aborted" in decisions[3][1]
+
+
+def test_an_error_that_comes_back_as_the_pipeline_ends_is_classified_like_any_other(consumer):
+    """The last deferred INSERTs' replies come back when the pipeline ends, outside any statement:
+    their error must still be told apart as usual, here a statement timeout (the database is
+    overloaded: requeue the batch, no retry used, nothing applied, not tried one by one)."""
+    rt = consumer
+    if not rt.is_postgres:
+        pytest.skip("pipelining is PostgreSQL's")
+    from sqlalchemy import text
+    marks = marks_table(rt)
+    calls = []
+
+    def handler(uow, env, payload):
+        calls.append(env.id)
+        if len(calls) == 4:  # the last INSERT of the batch is slow, and deferred
+            uow.session.execute(text("SET LOCAL statement_timeout = '100ms'"))
+            uow.session.execute(text("INSERT INTO marks (key, n) VALUES (:k, (SELECT 1 FROM pg_sleep(1)))"),
+                                {"k": env.id})
+        else:
+            uow.session.execute(marks.insert().values(key=env.id, n=1))
+
+    decisions = Dispatcher(rt, {"lead.created": handler}).handle_batch([delivery(f"n{i}")[0] for i in range(4)])
+    assert [x[0] for x in decisions] == [Outcome.REQUEUE] * 4, decisions
+    assert "statement timeout" in decisions[0][1]
+    assert len(calls) == 4  # not tried again one by one
+    with rt.engine.connect() as c:
+        assert c.execute(select(func.count()).select_from(marks)).scalar_one() == 0
+    assert processed(rt) == 0
