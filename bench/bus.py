@@ -5,6 +5,7 @@ the same ~500-byte JSON envelope, persistent messages (delivery_mode=2) and dura
     .venv/bin/python bench/bus.py               # prints the Markdown section
     .venv/bin/python bench/bus.py --profile     # also profiles Relay.drain() with pyinstrument (stderr)
     .venv/bin/python bench/bus.py --profile-consumer   # … or the Dispatcher's consumer runs
+    (bench/bus.py --emit URL NAMESPACE RATE SECONDS is the latency runs' emitter process, started by them)
     make bench                                  # every benchmark under bench/ -> docs/BENCHMARKS.md
 
 Sizes can be changed with environment variables (BENCH_N_WINDOW, BENCH_N_RELAY, BENCH_LAT_SECONDS…,
