@@ -8,7 +8,7 @@ import threading
 import time
 import zlib
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Integer, bindparam, func, select, update
 
 from . import metrics, tracing
 from .bus import BusError, OutgoingMessage
@@ -21,6 +21,12 @@ class Relay:
         self.rt = runtime
         self.batch = batch or runtime.settings.relay_batch
         self._lock_key = zlib.crc32(f"outbox:{runtime.name}".encode())
+        ob = runtime.outbox
+        pending = (select(ob.c.id).where(ob.c.published_at.is_(None)).order_by(ob.c.id)
+                   .limit(bindparam("n", type_=Integer)).scalar_subquery())
+        self._claim = (update(ob).where(ob.c.id.in_(pending))
+                       .values(published_at=bindparam("now", type_=ob.c.published_at.type), attempts=ob.c.attempts + 1)
+                       .returning(ob.c.id, ob.c.event_id, ob.c.event_type, ob.c.envelope))
 
     def backlog(self) -> int:
         with self.rt.engine.connect() as c:
@@ -28,17 +34,22 @@ class Relay:
                              .where(self.rt.outbox.c.published_at.is_(None))).scalar_one()
 
     def run_once(self) -> int:
-        """Publish one batch. Returns how many rows were published (0: nothing pending)."""
-        ob = self.rt.outbox
+        """Publish one batch. Returns how many rows were published (0: nothing pending).
+
+        The oldest pending rows are claimed and marked sent in one statement (`UPDATE … WHERE id IN
+        (SELECT … ORDER BY id LIMIT n) RETURNING …`) inside this batch's transaction, then published;
+        the transaction commits only once the broker has confirmed every message, so no other reader
+        sees a row as sent before its confirm, and if publishing fails the rollback leaves every row
+        of the batch pending. One round trip fewer per batch than a SELECT, then an UPDATE."""
         with self.rt.engine.begin() as conn:
             if self.rt.is_postgres:
                 # one relay at a time per service keeps the commit order on the wire
                 if not conn.execute(select(func.pg_try_advisory_xact_lock(self._lock_key))).scalar_one():
                     return 0
-            rows = conn.execute(select(ob.c.id, ob.c.event_id, ob.c.event_type, ob.c.envelope)
-                                .where(ob.c.published_at.is_(None)).order_by(ob.c.id).limit(self.batch)).all()
+            rows = conn.execute(self._claim, {"now": self.rt.clock.now(), "n": self.batch}).all()
             if not rows:
                 return 0
+            rows.sort(key=lambda r: r.id)  # RETURNING's order is not the subquery's
             msgs = [OutgoingMessage(r.event_id, r.event_type, r.envelope.encode()) for r in rows]
             try:
                 with tracing.relay_span(self.rt, rows):  # no-op unless tracing is on
@@ -47,10 +58,8 @@ class Relay:
                 conn.rollback()
                 self._record_failure([r.id for r in rows], str(exc))
                 raise
-            now = self.rt.clock.now()
-            ids = [r.id for r in rows]
-            conn.execute(update(ob).where(ob.c.id.in_(ids)).values(published_at=now, attempts=ob.c.attempts + 1))
             if unroutable:
+                ob = self.rt.outbox
                 conn.execute(update(ob).where(ob.c.event_id.in_(list(unroutable))).values(unroutable=True))
                 metrics.EVENTS_UNROUTABLE.labels(self.rt.name).inc(len(unroutable))
                 log.warning("events published with no queue bound", extra={"count": len(unroutable)})

@@ -170,3 +170,126 @@ def test_a_handler_that_rolls_back_cannot_make_a_batch_ack_what_it_undid(consume
     # one by one after the batch failed: each event's effect and inbox row are there, once
     assert demo_counts(rt.engine, rt.definition.metadata) == {env.id: 1 for _, env in batch}
     assert processed(rt) == 3
+
+
+# -- one session for the batch's handlers; on PostgreSQL their INSERTs pipelined ---------------------
+
+def marks_table(rt):
+    """A table with a key the handler provides: its INSERT has no RETURNING, so it can be pipelined."""
+    from sqlalchemy import Column, Integer, MetaData, String, Table
+    marks = Table("marks", MetaData(), Column("key", String(64), primary_key=True),
+                  Column("n", Integer, nullable=False))
+    marks.create(rt.engine)
+    return marks
+
+
+def test_a_batch_shares_one_session_and_later_handlers_read_earlier_writes(consumer):
+    rt = consumer
+    marks = marks_table(rt)
+    sessions, seen = [], []
+
+    def handler(uow, env, payload):
+        from sqlalchemy import update
+        sessions.append(uow.session)
+        s = uow.session
+        # every handler writes its own row (deferred on PostgreSQL) and bumps a shared counter row
+        s.execute(marks.insert().values(key=env.id, n=1))
+        if payload["name"] == "n0":
+            s.execute(marks.insert().values(key="total", n=1))
+        else:
+            res = s.execute(update(marks).where(marks.c.key == "total").values(n=marks.c.n + 1))
+            assert res.rowcount == 1  # the first handler's row is there, and the rowcount is right
+        seen.append(s.execute(select(func.count()).select_from(marks)).scalar_one())
+
+    batch = [delivery(f"n{i}") for i in range(8)]
+    rt.commits.clear()
+    decisions = Dispatcher(rt, {"lead.created": handler}).handle_batch([b[0] for b in batch])
+    assert decisions == [(Outcome.ACK, None, 0)] * 8
+    assert len(rt.commits) == 1, "handled in one transaction, not again one by one"
+    assert len({id(s) for s in sessions}) == 1 and len(sessions) == 8
+    assert seen == [2] + [i + 2 for i in range(1, 8)]  # each read sees every earlier write
+    with rt.engine.connect() as c:
+        assert c.execute(select(marks.c.n).where(marks.c.key == "total")).scalar_one() == 8
+        assert c.execute(select(func.count()).select_from(marks)).scalar_one() == 9
+
+
+def test_a_deferred_insert_that_fails_fails_only_its_own_event(consumer):
+    """On PostgreSQL the bad INSERT's error comes back later than the statement (pipelined): the
+    batch must still fail as a whole and the event alone be retried, none other lost or doubled."""
+    rt = consumer
+    marks = marks_table(rt)
+    with rt.engine.begin() as c:
+        c.execute(marks.insert().values(key="taken", n=0))
+
+    def handler(uow, env, payload):
+        key = "taken" if payload["name"] == "clash" else env.id
+        uow.session.execute(marks.insert().values(key=key, n=1))
+        rt.definition.handlers["lead.created"](uow, env, payload)  # and the demo effect row
+
+    batch = [delivery(f"n{i}") for i in range(3)] + [delivery("clash")] + [delivery(f"m{i}") for i in range(3)]
+    decisions = Dispatcher(rt, {"lead.created": handler}).handle_batch([b[0] for b in batch])
+    assert [x[0] for x in decisions] == [Outcome.ACK] * 3 + [Outcome.RETRY] + [Outcome.ACK] * 3
+    assert "IntegrityError" in decisions[3][1]
+    clash = batch[3][1].id
+    assert demo_counts(rt.engine, rt.definition.metadata) == {env.id: 1 for _, env in batch if env.id != clash}
+    assert processed(rt) == 6
+    with rt.engine.connect() as c:
+        assert c.execute(select(func.count()).select_from(marks)).scalar_one() == 7
+
+
+def test_a_handler_that_swallows_a_database_error_cannot_make_a_batch_commit_nothing(consumer):
+    """A handler catching the error of its INSERT leaves the PostgreSQL transaction aborted (its
+    COMMIT would silently roll back): the batch must not acknowledge on it."""
+    rt = consumer
+    marks = marks_table(rt)
+    with rt.engine.begin() as c:
+        c.execute(marks.insert().values(key="taken", n=0))
+    from sqlalchemy.exc import DBAPIError
+
+    def handler(uow, env, payload):
+        rt.definition.handlers["lead.created"](uow, env, payload)
+        if payload["name"] == "last":
+            try:
+                uow.session.execute(marks.insert().values(key="taken", n=1))
+                uow.session.execute(select(marks.c.n).where(marks.c.key == "taken")).all()
+            except DBAPIError:
+                pass  # swallowed
+
+    batch = [delivery(f"n{i}") for i in range(3)] + [delivery("last")]
+    decisions = Dispatcher(rt, {"lead.created": handler}).handle_batch([b[0] for b in batch])
+    acked = {env.id for (_, env), dec in zip(batch, decisions) if dec[0] is Outcome.ACK}
+    counts = demo_counts(rt.engine, rt.definition.metadata)
+    # every acknowledged event committed its effect exactly once
+    assert {i: counts.get(i) for i in acked} == {i: 1 for i in acked}
+    assert {env.id for _, env in batch[:3]} <= acked
+    if rt.is_postgres:  # aborted: retried (SQLite's transaction survives a failed statement)
+        assert decisions[3][0] is Outcome.RETRY and "aborted" in decisions[3][1]
+
+
+def test_an_error_that_comes_back_as_the_pipeline_ends_is_classified_like_any_other(consumer):
+    """The last deferred INSERTs' replies come back when the pipeline ends, outside any statement:
+    their error must still be told apart as usual, here a statement timeout (the database is
+    overloaded: requeue the batch, no retry used, nothing applied, not tried one by one)."""
+    rt = consumer
+    if not rt.is_postgres:
+        pytest.skip("pipelining is PostgreSQL's")
+    from sqlalchemy import text
+    marks = marks_table(rt)
+    calls = []
+
+    def handler(uow, env, payload):
+        calls.append(env.id)
+        if len(calls) == 4:  # the last INSERT of the batch is slow, and deferred
+            uow.session.execute(text("SET LOCAL statement_timeout = '100ms'"))
+            uow.session.execute(text("INSERT INTO marks (key, n) VALUES (:k, (SELECT 1 FROM pg_sleep(1)))"),
+                                {"k": env.id})
+        else:
+            uow.session.execute(marks.insert().values(key=env.id, n=1))
+
+    decisions = Dispatcher(rt, {"lead.created": handler}).handle_batch([delivery(f"n{i}")[0] for i in range(4)])
+    assert [x[0] for x in decisions] == [Outcome.REQUEUE] * 4, decisions
+    assert "statement timeout" in decisions[0][1]
+    assert len(calls) == 4  # not tried again one by one
+    with rt.engine.connect() as c:
+        assert c.execute(select(func.count()).select_from(marks)).scalar_one() == 0
+    assert processed(rt) == 0

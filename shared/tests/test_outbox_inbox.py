@@ -1,4 +1,5 @@
 """Transactional outbox and idempotent inbox, on SQLite and PostgreSQL, embedded bus and RabbitMQ."""
+import contextlib
 import threading
 
 import pytest
@@ -211,3 +212,42 @@ def test_scheduler_runs_jobs(database_url, bus_env):
     finally:
         w.shutdown()
         rt.close()
+
+
+def test_no_reader_sees_a_row_sent_before_its_confirm_and_a_failed_publish_leaves_all_pending(pair):
+    """The relay marks its batch sent in the batch's own transaction before publishing: the mark
+    must stay invisible until the broker has confirmed (COMMIT after publish), and vanish if the
+    publish fails."""
+    from crm_shared.bus import BusError
+    p, _ = pair
+    sent = [emit_note(p, f"n{i}") for i in range(30)]
+    pending_while_publishing = []
+    real = p.bus.publish
+
+    def pending_seen_by_another_connection():
+        if p.is_postgres:
+            return count(p, "outbox", lambda t: t.c.published_at.is_(None))
+        import sqlite3  # our SQLite engine begins every transaction IMMEDIATE: read beside it, as WAL allows
+        with contextlib.closing(sqlite3.connect(p.engine.url.database)) as raw:
+            return raw.execute("SELECT count(*) FROM outbox WHERE published_at IS NULL").fetchone()[0]
+
+    def publish(messages, fail=False):
+        pending_while_publishing.append(pending_seen_by_another_connection())
+        if fail:
+            raise BusError("broker gone")
+        return real(messages)
+
+    p.bus.publish = lambda ms: publish(ms, fail=True)
+    with pytest.raises(BusError):
+        Relay(p, batch=20).run_once()
+    assert count(p, "outbox", lambda t: t.c.published_at.is_(None)) == 30
+    assert count(p, "outbox", lambda t: (t.c.attempts == 1) & t.c.last_error.is_not(None)) == 20
+    p.bus.publish = publish
+    relay = Relay(p, batch=20)
+    assert relay.run_once() == 20 and relay.run_once() == 10 and relay.run_once() == 0
+    assert pending_while_publishing == [30, 30, 10]  # a reader saw nothing sent before the confirms
+    with p.engine.connect() as conn:
+        ob = p.outbox
+        rows = conn.execute(select(ob.c.event_id, ob.c.attempts).order_by(ob.c.id)).all()
+    assert [r.event_id for r in rows] == [e.id for e in sent]
+    assert [r.attempts for r in rows] == [2] * 20 + [1] * 10
