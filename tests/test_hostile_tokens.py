@@ -86,7 +86,7 @@ ANY_USER = {
     "service-desk": {"GET /v1/calendar", "GET /v1/tickets"},
     "notify": {"GET /v1/inbox", "POST /v1/inbox/read-all", "GET /v1/inbox/stream", "GET /v1/inbox/unread-count",
                "GET /v1/preferences", "PUT /v1/preferences", "GET /v1/deliveries", "GET /v1/subscriptions",
-               "GET /v1/templates", "GET /v1/webhooks"},
+               "GET /v1/templates", "GET /v1/webhooks", "GET /v1/people"},
 }
 
 
