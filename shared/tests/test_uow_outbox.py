@@ -232,3 +232,34 @@ def test_the_trigger_migration_goes_down_and_up(pg_url, tmp_path):
         assert triggers() == []
     finally:
         rt.close()
+
+
+# -- a consumer batch: the handlers' events in one INSERT, before the batch's COMMIT ------------------
+
+def test_a_consumer_batch_writes_its_handlers_events_in_one_insert_before_its_commit(rt):
+    from crm_shared.bus import Delivery, Outcome
+    from crm_shared.events import Envelope
+    from crm_shared.inbox import Dispatcher
+
+    def handler(uow, env, payload):  # two events per delivery, in a shared session (pipelined on PG)
+        for k in (0, 1):
+            uow.emit("lead.created", {"lead_id": f"{payload['name']}-{k}", "status": "new", "name": "x"},
+                     aggregate_type="lead", aggregate_id=f"{payload['name']}-{k}")
+
+    envs = [Envelope(type="lead.created", payload={"lead_id": "1", "status": "new", "name": f"n{i}"}, producer="z")
+            for i in range(4)]
+    deliveries = [Delivery(e.id, e.type, e.to_json().encode(), 0) for e in envs]
+    with rt.uow() as uow:  # the trigger lookup, once per runtime
+        emit(uow, 0)
+        uow.commit()
+    order = []
+    event.listen(rt.engine, "commit", lambda conn: order.append("COMMIT"))
+    with Statements(rt.engine) as seen:
+        event.listen(rt.engine, "before_cursor_execute",
+                     lambda c, cur, st, *a: order.append("outbox") if st.startswith("INSERT INTO outbox") else None)
+        decisions = Dispatcher(rt, {"lead.created": handler}).handle_batch(deliveries)
+    assert decisions == [(Outcome.ACK, None, 0)] * 4
+    assert len(seen.outbox_inserts()) == 1 and seen.notifies() == []
+    assert order == ["outbox", "COMMIT"]
+    assert [r[2] for r in outbox_rows(rt)][1:] == [f"n{i}-{k}" for i in range(4) for k in (0, 1)]
+    assert rt.outbox_wake.is_set()
