@@ -23,7 +23,7 @@ from . import context, metrics, tracing
 from .bus import Delivery, Outcome
 from .events import REGISTRY, Envelope, EventValidationError, UnknownEventType
 from .events.envelope import EnvelopeError
-from .uow import UnitOfWork, joined_session
+from .uow import UnitOfWork, joined_session, write_outbox
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +172,7 @@ class Dispatcher:
                                     handler(uow, env, payload)
                                     emitted += uow.emitted
                             outcomes.append(("ok", time.perf_counter() - started))
+                        write_outbox(self.rt, session)  # the batch's events: one INSERT, pipelined
                         session.flush()
                 finally:
                     session.close()

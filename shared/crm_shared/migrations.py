@@ -99,3 +99,45 @@ def backfill(op, table: str, assignments: str, where: str, key: str = "id", batc
         total += n
         if n == 0:
             return total
+
+
+# -- the outbox's NOTIFY ----------------------------------------------------------------------------
+
+OUTBOX_NOTIFY_FUNCTION = "crm_outbox_notify"
+OUTBOX_NOTIFY_TRIGGER = "outbox_notify"  # crm_shared.uow looks it up by this name
+
+
+def outbox_channel(service: str) -> str:
+    """The channel the service's relay LISTENs on (`Runtime.notify_channel`)."""
+    return "crm_outbox_" + service.replace("-", "_")
+
+
+def create_outbox_notify_trigger(op, service: str) -> None:
+    """PostgreSQL: after every INSERT statement on `outbox`, `pg_notify(<the service's channel>, '')`,
+    delivered when (and only if) the transaction commits, and folded with any other identical
+    notification of that transaction (the previous release still sends its own). Replaces the
+    `SELECT pg_notify(…)` the unit of work sent once per transaction. No-op elsewhere."""
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    channel = outbox_channel(service)
+    if not channel.replace("_", "").isalnum():
+        raise ValueError(f"unexpected channel name {channel!r}")
+    set_lock_timeout(op)  # CREATE TRIGGER takes a SHARE ROW EXCLUSIVE lock on outbox, briefly
+    op.execute(f"""CREATE OR REPLACE FUNCTION {OUTBOX_NOTIFY_FUNCTION}() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify(TG_ARGV[0], '');
+    RETURN NULL;
+END
+$$""")
+    op.execute(f"DROP TRIGGER IF EXISTS {OUTBOX_NOTIFY_TRIGGER} ON outbox")
+    op.execute(f"CREATE TRIGGER {OUTBOX_NOTIFY_TRIGGER} AFTER INSERT ON outbox FOR EACH STATEMENT "
+               f"EXECUTE FUNCTION {OUTBOX_NOTIFY_FUNCTION}('{channel}')")
+
+
+def drop_outbox_notify_trigger(op) -> None:
+    """The downgrade of `create_outbox_notify_trigger` (the code before it sends its own pg_notify)."""
+    if op.get_bind().dialect.name != "postgresql":
+        return
+    set_lock_timeout(op)
+    op.execute(f"DROP TRIGGER IF EXISTS {OUTBOX_NOTIFY_TRIGGER} ON outbox")
+    op.execute(f"DROP FUNCTION IF EXISTS {OUTBOX_NOTIFY_FUNCTION}()")

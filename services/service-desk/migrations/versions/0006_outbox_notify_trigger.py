@@ -1,0 +1,22 @@
+"""The outbox wakes the relay by itself: a statement-level trigger on `outbox` sends the
+pg_notify the unit of work sent once per transaction (one round trip fewer per unit of work).
+PostgreSQL only; the previous release's own pg_notify is folded with the trigger's.
+
+Revision ID: 0006
+"""
+from alembic import op
+
+from crm_shared.migrations import create_outbox_notify_trigger, drop_outbox_notify_trigger
+
+revision = "0006"
+down_revision = "0005"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    create_outbox_notify_trigger(op, "service-desk")
+
+
+def downgrade():
+    drop_outbox_notify_trigger(op)
