@@ -57,7 +57,7 @@ def path() -> str:
 def present(row, a, **kw) -> dict:
     """The lead as `access.present` shows it to this actor, with `recycle_at`: when the recycle scan
     returns it to the pool (its own rule, the team's pool policy; None when the scan does not watch
-    the lead). A request loads each team's policy once."""
+    the lead). The policies come from the per-process configuration cache."""
     out = access.present(row, a, **kw)
     out["recycle_at"] = recycle.recycle_at(row, _team_policy)
     return out
@@ -66,5 +66,5 @@ def present(row, a, **kw) -> dict:
 def _team_policy(team_id) -> dict:
     cache = g.setdefault("leads_pool_policies", {})
     if team_id not in cache:
-        cache[team_id] = policy.load(unit_of_work().session, team_id)
+        cache[team_id] = policy.load_cached(unit_of_work().session, team_id)
     return cache[team_id]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from ..models import pool_policies
+from . import cache
 from .util import upsert
 
 DEFAULT = {
@@ -34,10 +35,18 @@ def load(session, team_id=None) -> dict:
     return out
 
 
+def load_cached(session, team_id=None) -> dict:
+    """`load` through the per-process configuration cache (domain/cache.py: cleared by `save` in
+    this process, at most `cache.TTL` seconds old elsewhere): for showing `recycle_at` on every
+    lead an intake or a list returns, not for the decisions of claims and the recycle scan."""
+    return cache.get(session, f"pool_policy:{scope(team_id)}", lambda s: load(s, team_id))
+
+
 def save(session, team_id, values: dict, now) -> dict:
     current = _stored(session, scope(team_id))
     current.update({k: v for k, v in values.items() if v is not None})
     upsert(session, pool_policies, {"scope": scope(team_id)}, {"settings": current, "updated_at": now})
+    cache.clear()
     return load(session, team_id)
 
 
