@@ -23,7 +23,7 @@ from .config import Settings
 
 # the outbox relay's poll period (ms) for a service on SQLite (`service_env`); 200 elsewhere. An
 # empty poll there takes no lock (`Relay._pending`), and an idle relay slows to 50 ms by itself.
-SQLITE_OUTBOX_POLL_MS = 5
+SQLITE_OUTBOX_POLL_MS = 2
 
 
 def free_port() -> int:

@@ -56,7 +56,7 @@ def topic_matches(pattern: str, key: str) -> bool:
 
 
 class SqliteBus(Bus):
-    def __init__(self, url: str, topology: Topology, lease_seconds: float = 60.0, poll_interval: float = 0.005,
+    def __init__(self, url: str, topology: Topology, lease_seconds: float = 60.0, poll_interval: float = 0.002,
                  idle_poll_interval: float = 0.05, idle_after: float = 1.0, **_):
         path = url.split("///", 1)[-1]
         if not path:
