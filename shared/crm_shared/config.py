@@ -33,6 +33,8 @@ class Settings:
     consume_batch: int = 50
     relay_batch: int = 2000
     relay_poll_ms: int = 200
+    # the embedded (SQLite) bus: how often an idle consumer checks, without a lock, for new messages
+    bus_poll_ms: float = 2
     lease_seconds: int = 60
     delivery_limit: int = 20
     # published outbox rows / processed event ids older than this are deleted (0: keep for ever);
@@ -65,6 +67,7 @@ class Settings:
             consume_batch=int(e.get("BUS_CONSUME_BATCH", "50")),
             relay_batch=int(e.get("OUTBOX_BATCH", "2000")),
             relay_poll_ms=int(e.get("OUTBOX_POLL_MS", "200")),
+            bus_poll_ms=float(e.get("BUS_POLL_MS", "2")),
             lease_seconds=int(e.get("BUS_LEASE_SECONDS", "60")),
             delivery_limit=int(e.get("BUS_DELIVERY_LIMIT", "20")),
             max_body_bytes=int(e.get("MAX_BODY_BYTES", str(2 * 1024 * 1024))),

@@ -17,6 +17,9 @@ log = logging.getLogger(__name__)
 
 
 class Relay:
+    IDLE_AFTER = 1.0   # s with nothing published before a relay on SQLite polls more slowly …
+    IDLE_POLL = 0.05   # … at this period (s)
+
     def __init__(self, runtime, batch: int | None = None):
         self.rt = runtime
         self.batch = batch or runtime.settings.relay_batch
@@ -27,6 +30,24 @@ class Relay:
         self._claim = (update(ob).where(ob.c.id.in_(pending))
                        .values(published_at=bindparam("now", type_=ob.c.published_at.type), attempts=ob.c.attempts + 1)
                        .returning(ob.c.id, ob.c.event_id, ob.c.event_type, ob.c.envelope))
+
+    @property
+    def _sqlite(self) -> bool:
+        return self.rt.engine.dialect.name == "sqlite"
+
+    def _pending(self) -> bool:
+        """SQLite: is any row pending? One lookup in the partial index `ix_outbox_pending`, run on
+        the DBAPI connection in autocommit mode (a read in WAL mode: no lock a writer waits for)."""
+        raw = self.rt.engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            try:
+                cur.execute("SELECT EXISTS (SELECT 1 FROM outbox WHERE published_at IS NULL)")
+                return bool(cur.fetchone()[0])
+            finally:
+                cur.close()
+        finally:
+            raw.close()
 
     def backlog(self) -> int:
         with self.rt.engine.connect() as c:
@@ -40,7 +61,12 @@ class Relay:
         (SELECT … ORDER BY id LIMIT n) RETURNING …`) inside this batch's transaction, then published;
         the transaction commits only once the broker has confirmed every message, so no other reader
         sees a row as sent before its confirm, and if publishing fails the rollback leaves every row
-        of the batch pending. One round trip fewer per batch than a SELECT, then an UPDATE."""
+        of the batch pending. One round trip fewer per batch than a SELECT, then an UPDATE.
+
+        On SQLite, `engine.begin()` takes the write lock (`BEGIN IMMEDIATE`, see `db.make_engine`):
+        an empty poll first asks, without any lock, whether a row is pending at all."""
+        if self._sqlite and not self._pending():
+            return 0
         with self.rt.engine.begin() as conn:
             if self.rt.is_postgres:
                 # one relay at a time per service keeps the commit order on the wire
@@ -85,6 +111,11 @@ class Relay:
         if self.rt.is_postgres:
             threading.Thread(target=self._listen, args=(stop,), name="outbox-listen", daemon=True).start()
         poll = self.rt.settings.relay_poll_ms / 1000
+        # SQLite has no NOTIFY: rows other processes commit are seen by polling (a lock-free check,
+        # see run_once). After IDLE_AFTER seconds with nothing to publish the poll slows to
+        # IDLE_POLL (a commit in this process still wakes it at once), the first row makes it fast.
+        idle_poll = max(poll, self.IDLE_POLL) if self._sqlite else poll
+        active_at = time.monotonic()
         backoff = 0.2
         while not stop.is_set():
             wake.clear()
@@ -101,8 +132,11 @@ class Relay:
                 stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
+            now = time.monotonic()
+            if n:
+                active_at = now
             if n < self.batch:
-                self._sleep(stop, poll)
+                self._sleep(stop, idle_poll if now - active_at > self.IDLE_AFTER else poll)
 
     def _sleep(self, stop: threading.Event, seconds: float) -> None:
         """Until new rows are committed (wake), the poll interval passes, or the worker stops."""

@@ -37,7 +37,8 @@ class Runtime:
     @cached_property
     def bus(self) -> Bus:
         s = self.settings
-        return connect(s.bus_url, s.bus_namespace, lease_seconds=s.lease_seconds, delivery_limit=s.delivery_limit)
+        return connect(s.bus_url, s.bus_namespace, lease_seconds=s.lease_seconds, delivery_limit=s.delivery_limit,
+                       poll_interval=s.bus_poll_ms / 1000)
 
     def uow(self):
         from .uow import UnitOfWork

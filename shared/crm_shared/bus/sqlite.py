@@ -4,7 +4,14 @@ Every process on the host opens the same SQLite file (WAL mode). Bindings are ro
 in one process routes to queues another process declared. Publishing inserts one row per bound
 queue in one transaction (the "confirm" is the commit). A consumer leases rows; acknowledging
 deletes them; a consumer that dies leaves a lease that expires, and the message is delivered again.
-Retries set a later `visible_at`; dead letters stay in the file, flagged, until replayed."""
+Retries set a later `visible_at`; dead letters stay in the file, flagged, until replayed.
+
+An idle consumer never takes the write lock: it polls every few ms (`poll_interval`, BUS_POLL_MS)
+`PRAGMA data_version`, which changes when any other connection commits to the file, and only then
+(or every `idle_poll_interval`, for retries coming due and leases expiring) runs a read-only
+`SELECT EXISTS(…)` of a claimable row; `BEGIN IMMEDIATE` is taken only to claim rows it saw. After
+`idle_after` seconds with no commit to the file it polls at `idle_poll_interval` (the first
+commit makes it fast again), so an idle worker costs next to no CPU."""
 from __future__ import annotations
 
 import os
@@ -49,7 +56,8 @@ def topic_matches(pattern: str, key: str) -> bool:
 
 
 class SqliteBus(Bus):
-    def __init__(self, url: str, topology: Topology, lease_seconds: float = 60.0, poll_interval: float = 0.05, **_):
+    def __init__(self, url: str, topology: Topology, lease_seconds: float = 60.0, poll_interval: float = 0.002,
+                 idle_poll_interval: float = 0.05, idle_after: float = 1.0, **_):
         path = url.split("///", 1)[-1]
         if not path:
             raise ValueError("sqlite bus needs a file path: sqlite:///var/bus.db")
@@ -58,6 +66,8 @@ class SqliteBus(Bus):
         self.topology = topology
         self.lease_seconds = lease_seconds
         self.poll_interval = poll_interval
+        self.idle_poll_interval = max(idle_poll_interval, poll_interval)
+        self.idle_after = idle_after
         self._local = threading.local()
         self._owner = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._conn().executescript(SCHEMA)
@@ -132,6 +142,18 @@ class SqliteBus(Bus):
                               [(self._owner, now + self.lease_seconds, r[0]) for r in rows])
         return rows
 
+    _READY = ("SELECT EXISTS (SELECT 1 FROM messages WHERE queue = ? AND dead = 0 AND visible_at <= ? "
+              "AND (leased_until IS NULL OR leased_until < ?))")
+
+    def _ready(self, queue: str) -> bool:
+        """Is a row claimable now? A read in autocommit mode: no lock that a writer waits for."""
+        now = time.time()
+        return bool(self._conn().execute(self._READY, (queue, now, now)).fetchone()[0])
+
+    def _data_version(self) -> int:
+        """Changes whenever another connection (any process) commits to the file."""
+        return self._conn().execute("PRAGMA data_version").fetchone()[0]
+
     def _settle(self, seq: int, decision) -> None:
         self._settle_many([(seq, decision)])
 
@@ -161,15 +183,34 @@ class SqliteBus(Bus):
         queue = self.topology.queue(service)
         max_batch = max(1, min(max_batch, prefetch))
         claim = max(max_batch, min(prefetch, 50))
+        version = None     # PRAGMA data_version when the queue was last seen empty
+        recheck_at = 0.0   # a retry's visible_at or a lease's end commits nothing: look anyway by then
+        active_at = time.monotonic()
         while not stop.is_set():
             try:
-                rows = self._claim(queue, claim)
+                now = time.monotonic()
+                if version is not None:
+                    seen = self._data_version()
+                    if seen == version and now < recheck_at:
+                        idle = now - active_at > self.idle_after
+                        stop.wait(self.idle_poll_interval if idle else self.poll_interval)
+                        continue
+                    if seen != version:
+                        active_at = now
+                    version = seen
+                else:
+                    version = self._data_version()
+                recheck_at = now + self.idle_poll_interval
+                rows = self._claim(queue, claim) if self._ready(queue) else []
             except sqlite3.OperationalError:
+                version = None
                 stop.wait(self.poll_interval)
                 continue
             if not rows:
                 stop.wait(self.poll_interval)
                 continue
+            version = None  # work: look again at once after this batch
+            active_at = time.monotonic()
             for i in range(0, len(rows), max_batch):
                 if stop.is_set():
                     self._release([r[0] for r in rows[i:]])
