@@ -148,13 +148,20 @@ def _register_hooks(app: Flask, service: str, settings: Settings) -> None:
                 raise errors.Problem(400, "Bad Request", "The request body is not valid JSON.")
         auth.authenticate()
 
+    bound: dict = {}  # (method, route, status) -> the two metric children, bound once per process
+
     @app.after_request
     def _finish(resp):
         resp.headers["X-Request-ID"] = g.get("request_id", "")
         endpoint = request.url_rule.rule if request.url_rule else "unmatched"
-        metrics.HTTP_REQUESTS.labels(service, request.method, endpoint, resp.status_code).inc()
+        key = (request.method, endpoint, resp.status_code)
+        children = bound.get(key)
+        if children is None:
+            children = bound.setdefault(key, (metrics.HTTP_REQUESTS.labels(service, *key),
+                                              metrics.HTTP_LATENCY.labels(service, *key[:2])))
+        children[0].inc()
         if "started" in g:
-            metrics.HTTP_LATENCY.labels(service, request.method, endpoint).observe(time.perf_counter() - g.started)
+            children[1].observe(time.perf_counter() - g.started)
         return resp
 
     @app.teardown_request

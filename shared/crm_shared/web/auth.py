@@ -3,6 +3,9 @@ production. Expired, tampered or unsigned (alg: none) tokens get 401; a missing 
 from __future__ import annotations
 
 import functools
+import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -31,9 +34,24 @@ class Principal:
 
 
 class TokenVerifier:
-    def __init__(self, settings):
+    """Checks bearer tokens against one set of settings (secrets, audience, issuer, JWKS).
+
+    HS256 tokens that passed every check are remembered by their exact text (a bounded LRU of this
+    verifier, so of these settings: another secret is another verifier with its own cache) with
+    their `exp`. A hit is re-checked against the clock every time, as PyJWT checks it (expired
+    when exp <= now), so a remembered token is refused from the second it expires; `nbf` and `iat`
+    only ever become more true with time. Refused tokens are never remembered, and RS256 tokens
+    (JWKS, whose keys can be withdrawn) are checked in full every time."""
+
+    CACHE_SIZE = 1024          # tokens remembered per verifier (least recently used dropped first)
+    CACHE_TOKEN_CHARS = 4096   # a longer token is checked every time (bounds the cache's memory)
+
+    def __init__(self, settings, clock=time.time):
         self.settings = settings
         self._jwks = jwt.PyJWKClient(settings.jwks_url, cache_keys=True) if settings.jwks_url else None
+        self._clock = clock
+        self._verified: OrderedDict[str, tuple[int, Principal]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def _decode_hs256(self, token: str, options: dict) -> dict:
         """The current secret first; during a rotation (CRM_JWT_PREVIOUS_SECRET) a token whose
@@ -50,6 +68,29 @@ class TokenVerifier:
                               issuer=s.jwt_issuer, options=options)
 
     def verify(self, token: str) -> Principal:
+        if self._jwks is None:
+            with self._lock:
+                hit = self._verified.get(token)
+                if hit is not None:
+                    self._verified.move_to_end(token)
+            if hit is not None:
+                exp, principal = hit
+                if exp <= self._clock():
+                    with self._lock:
+                        self._verified.pop(token, None)
+                    raise Unauthorized("The token has expired.")
+                return principal
+        principal, exp = self._verify(token)
+        if self._jwks is None and len(token) <= self.CACHE_TOKEN_CHARS:
+            with self._lock:
+                self._verified[token] = (exp, principal)
+                self._verified.move_to_end(token)
+                while len(self._verified) > self.CACHE_SIZE:
+                    self._verified.popitem(last=False)
+        return principal
+
+    def _verify(self, token: str) -> tuple[Principal, int]:
+        """Every check, no cache: the principal and the token's `exp` (as PyJWT compares it)."""
         s = self.settings
         options = {"require": ["sub", "exp", "roles"]}
         try:
@@ -68,8 +109,8 @@ class TokenVerifier:
             raise Unauthorized("The token's roles claim must be a list of known roles.")
         if not isinstance(claims.get("sub"), str) or not claims["sub"]:
             raise Unauthorized("The token's sub claim must be a non-empty string.")
-        return Principal(id=claims["sub"], name=str(claims.get("name") or claims["sub"]), roles=tuple(roles),
-                         team=claims.get("team"), lang=str(claims.get("lang") or "zh-CN"))
+        return (Principal(id=claims["sub"], name=str(claims.get("name") or claims["sub"]), roles=tuple(roles),
+                          team=claims.get("team"), lang=str(claims.get("lang") or "zh-CN")), int(claims["exp"]))
 
 
 def dev_token(secret: str, user: str, name: str, roles: list[str], team: str | None = None, lang: str = "zh-CN",

@@ -4,11 +4,11 @@ from __future__ import annotations
 import json
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from sqlalchemy import and_, or_, select
 
 from crm_shared.csvsafe import csv_response
 from crm_shared.web.auth import require_roles
+from crm_shared.web.blueprint import Blueprint
 from crm_shared.web.errors import Conflict
 
 from .. import schemas as s

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from sqlalchemy import select
 
 from crm_shared.web.auth import require_roles
+from crm_shared.web.blueprint import Blueprint
 
 from .. import schemas as s
 from ..domain import lookup, normalise, policy, scoring

@@ -4,9 +4,9 @@ and per key (a fixed one-minute window counted in the database, see `domain.sour
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from crm_shared.web.auth import public, require_roles
+from crm_shared.web.blueprint import Blueprint
 from crm_shared.web.ratelimit import limited
 
 from .. import schemas as s

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from flask.views import MethodView
-from flask_smorest import Blueprint
 
 from crm_shared.web.auth import require_roles
+from crm_shared.web.blueprint import Blueprint
 
 from .. import schemas as s
 from ..domain import teams
