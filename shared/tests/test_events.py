@@ -111,6 +111,25 @@ def test_plain_payload_fast_path_gives_what_marshmallow_gives_for_every_catalogu
     assert fast_schemas >= 5  # lead.* at least: the fast path is really in use
 
 
+def test_plain_payload_fast_path_for_producers_gives_what_marshmallow_gives():
+    """validate_outgoing (strict: an undeclared field is an error) also skips marshmallow for plain
+    payloads: the result, or the error, must be marshmallow's load-then-dump in every case."""
+    from marshmallow import RAISE, ValidationError
+    for event_type in REGISTRY.types():
+        version = REGISTRY.latest(event_type)
+        schema = REGISTRY.schema(event_type, version)(unknown=RAISE)
+        for payload in _variants(schema):
+            try:
+                expected = ("ok", schema.dump(schema.load(payload)))
+            except ValidationError as exc:
+                expected = ("error", exc.messages)
+            try:
+                got = ("ok", REGISTRY.validate_outgoing(event_type, version, payload))
+            except EventValidationError as exc:
+                got = ("error", exc.messages)
+            assert got == expected, (event_type, payload)
+
+
 def test_plain_loader_refuses_schemas_it_cannot_mirror():
     from marshmallow import EXCLUDE, post_load, validate
     from crm_shared.events.registry import _plain_loader
@@ -134,7 +153,10 @@ def test_plain_loader_refuses_schemas_it_cannot_mirror():
     class WithDate(Schema):
         a = fields.DateTime()
 
-    for cls in (WithValidator, WithHook, WithDataKey, WithDefault, WithDate):
+    class WithLoadOnly(Schema):
+        a = fields.String(load_only=True)
+
+    for cls in (WithValidator, WithHook, WithDataKey, WithDefault, WithDate, WithLoadOnly):
         assert _plain_loader(cls(unknown=EXCLUDE)) is None, cls.__name__
     r = Registry()
     r.register("t.hooked")(WithHook)
