@@ -664,6 +664,7 @@ def our_latency(rt: Runtime, svc: BenchService, rate: int, seconds: float, pg_ur
         return publish(messages)
 
     rt.bus.publish = timed_publish  # instance attribute: shadows the method for this run only
+    cpu0, children0 = time.process_time(), _children_cpu()
     try:
         out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--emit", pg_url, namespace, str(rate),
                               str(seconds)], capture_output=True, text=True, timeout=seconds + PHASE_BUDGET)
@@ -672,14 +673,26 @@ def our_latency(rt: Runtime, svc: BenchService, rate: int, seconds: float, pg_ur
         res = json.loads(out.stdout.strip().splitlines()[-1])
         sent, elapsed = res["sent"], res["elapsed"]
         wait_for(lambda: len(got) >= len(sent), 15)
+        # CPU of this process (the Worker: relay, LISTEN and consume threads; the benchmark's own threads
+        # are idle meanwhile) and of the emitter process, as a share of one core over the run
+        worker_cpu, emitter_cpu = time.process_time() - cpu0, _children_cpu() - children0
     finally:
         svc.on_handle = None
         del rt.bus.publish
     stats = latency_stats(sent, got, elapsed)
+    stats["worker_cpu"], stats["emitter_cpu"] = worker_cpu / elapsed, emitter_cpu / elapsed
+    committed = res.get("committed", {})
+    stats["emit_commit_p50"] = C.percentile([(committed[k] - t) * 1000 for k, t in sent.items() if k in committed], 50)
     stats["emitters"] = res["threads"]
     stats["emit_to_relay_p50"] = C.percentile([(picked[k] - t) * 1000 for k, t in sent.items() if k in picked], 50)
     stats["relay_to_handler_p50"] = C.percentile([(got[k] - picked[k]) * 1000 for k in sent if k in got and k in picked], 50)
     return stats
+
+
+def _children_cpu() -> float:
+    import resource
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def emit_process(pg_url: str, namespace: str, rate: int, seconds: float) -> None:
@@ -1034,12 +1047,14 @@ def report(R: dict) -> str:
         rows.append([f"{r}/s", "**Ours**: `UnitOfWork.emit` + commit → outbox → `Relay.run` → RabbitMQ → "
                      "`AmqpBus.consume` → `Dispatcher` → handler", f"{o['sent']:,} / {o['received']:,}",
                      f(o["achieved_rate"]), f"**{C.fmt_ms(o['p50'])}**", f"**{C.fmt_ms(o['p99'])}**",
-                     C.fmt_ms(o["max"]), f"{C.fmt_ms(o['emit_to_relay_p50'])} + {C.fmt_ms(o['relay_to_handler_p50'])}"])
+                     C.fmt_ms(o["max"]), f"{C.fmt_ms(o['emit_to_relay_p50'])} + {C.fmt_ms(o['relay_to_handler_p50'])}",
+                     f"{C.fmt_ms(o['emit_commit_p50'])}", f"{o['worker_cpu']:.0%} / {o['emitter_cpu']:.0%}"])
         rows.append([f"{r}/s", "Raw: py-amqp publish (confirm mode) → RabbitMQ → kombu consumer",
                      f"{w['sent']:,} / {w['received']:,}", f(w["achieved_rate"]), C.fmt_ms(w["p50"]),
-                     C.fmt_ms(w["p99"]), C.fmt_ms(w["max"]), ""])
+                     C.fmt_ms(w["p99"]), C.fmt_ms(w["max"]), "", "", ""])
     out += [C.md_table(["Target rate", "Path", "Sent / received", "Achieved rate", "p50", "p99", "max",
-                        "p50 emit→relay + relay→handler"], rows), ""]
+                        "p50 emit→relay + relay→handler", "of which p50 emit + COMMIT in the emitter",
+                        "CPU: Worker / emitter process (share of one core)"], rows), ""]
     out += [f"{LAT_SECONDS:g} s per rate and path, ours and raw in turn. Ours: a separate emitter process (as a "
             "service's web process would) sends each event in its own transaction (`UnitOfWork.emit` + commit), "
             f"from up to {LAT_EMITTERS} threads (one per 25 events/s of the target: "
@@ -1048,7 +1063,9 @@ def report(R: dict) -> str:
             "thread; prefetch and batch from the default `Settings`). Latency = handler start − `emit` call, both "
             "read from CLOCK_MONOTONIC (`time.monotonic`, one clock for all processes of the machine). The last "
             "column splits the median: `emit` call → the relay hands the event to `AmqpBus.publish`, and from "
-            "there → handler start. An achieved rate below the target means the emitter could not keep up: the "
+            "there → handler start; the next column is the part of the first spent in the emitter's own "
+            "`emit` + COMMIT, before the relay can see the row. CPU: process CPU time over the run's wall time "
+            "(100% = one of the machine's cores). An achieved rate below the target means the emitter could not keep up: the "
             "system is saturated and the latency is queueing. Raw: latency = consumer receipt − publish call; "
             "the Worker stays idle meanwhile.", ""]
     out += peers_report(R)
