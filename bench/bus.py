@@ -553,6 +553,39 @@ class PreviousDispatcher(Dispatcher):
         return outcomes
 
 
+class BeforeItem11Dispatcher(Dispatcher):
+    """`Dispatcher.handle_batch` as it was before tuning item 11 (bench/TUNING.md), kept to measure
+    against in the same run: every payload loaded by marshmallow, and every consumed event counted
+    with its own Prometheus `labels()` lookup and increment."""
+
+    def _parse(self, delivery):
+        real = REGISTRY._plain
+        REGISTRY._plain = _NoPlain()
+        try:
+            return super()._parse(delivery)
+        finally:
+            REGISTRY._plain = real
+
+    def _count(self, event_type, label, n=1):
+        from crm_shared import metrics
+        for _ in range(n):
+            metrics.EVENTS_CONSUMED.labels(self.rt.name, event_type, label).inc()
+
+    def _observe(self, event_type, seconds):
+        from crm_shared import metrics
+        metrics.HANDLER_LATENCY.labels(self.rt.name, event_type).observe(seconds)
+
+
+class _NoPlain(dict):
+    """Registry._plain that knows no plain loader: every payload goes through marshmallow."""
+
+    def get(self, key, default=None):
+        return None
+
+    def __setitem__(self, key, value):
+        pass
+
+
 def fill_ours(rt: Runtime, n: int) -> None:
     """Publish n fresh, valid `lead.created` envelopes straight to the service's queue (the consumer
     runs need more messages than one relay drain leaves)."""
@@ -631,6 +664,7 @@ def our_latency(rt: Runtime, svc: BenchService, rate: int, seconds: float, pg_ur
         return publish(messages)
 
     rt.bus.publish = timed_publish  # instance attribute: shadows the method for this run only
+    cpu0, children0 = time.process_time(), _children_cpu()
     try:
         out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--emit", pg_url, namespace, str(rate),
                               str(seconds)], capture_output=True, text=True, timeout=seconds + PHASE_BUDGET)
@@ -639,14 +673,26 @@ def our_latency(rt: Runtime, svc: BenchService, rate: int, seconds: float, pg_ur
         res = json.loads(out.stdout.strip().splitlines()[-1])
         sent, elapsed = res["sent"], res["elapsed"]
         wait_for(lambda: len(got) >= len(sent), 15)
+        # CPU of this process (the Worker: relay, LISTEN and consume threads; the benchmark's own threads
+        # are idle meanwhile) and of the emitter process, as a share of one core over the run
+        worker_cpu, emitter_cpu = time.process_time() - cpu0, _children_cpu() - children0
     finally:
         svc.on_handle = None
         del rt.bus.publish
     stats = latency_stats(sent, got, elapsed)
+    stats["worker_cpu"], stats["emitter_cpu"] = worker_cpu / elapsed, emitter_cpu / elapsed
+    committed = res.get("committed", {})
+    stats["emit_commit_p50"] = C.percentile([(committed[k] - t) * 1000 for k, t in sent.items() if k in committed], 50)
     stats["emitters"] = res["threads"]
     stats["emit_to_relay_p50"] = C.percentile([(picked[k] - t) * 1000 for k, t in sent.items() if k in picked], 50)
     stats["relay_to_handler_p50"] = C.percentile([(got[k] - picked[k]) * 1000 for k in sent if k in got and k in picked], 50)
     return stats
+
+
+def _children_cpu() -> float:
+    import resource
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def emit_process(pg_url: str, namespace: str, rate: int, seconds: float) -> None:
@@ -657,6 +703,7 @@ def emit_process(pg_url: str, namespace: str, rate: int, seconds: float) -> None
     rt = Runtime(svc.definition, Settings(service=SERVICE, database_url=pg_url, bus_url=C.AMQP_URL,
                                           bus_namespace=namespace))
     sent: dict[str, float] = {}
+    committed: dict[str, float] = {}  # when the emitter's COMMIT returned
     n = max(1, min(LAT_EMITTERS, rate // 25))
     with rt.engine.connect():  # warm the pool before the clock starts
         pass
@@ -668,6 +715,7 @@ def emit_process(pg_url: str, namespace: str, rate: int, seconds: float) -> None
                 t = time.monotonic()
                 env = uow.emit("lead.created", lead_payload(i * n + k), aggregate_type="lead", aggregate_id=i)
                 uow.commit()
+            committed[env.id] = time.monotonic()
             sent[env.id] = t
 
     threads = [threading.Thread(target=emitter, args=(k,), name=f"bench-emit-{k}", daemon=True) for k in range(n)]
@@ -678,7 +726,7 @@ def emit_process(pg_url: str, namespace: str, rate: int, seconds: float) -> None
         t.join(seconds + PHASE_BUDGET)
     elapsed = time.monotonic() - t0
     rt.close()
-    print(json.dumps({"sent": sent, "elapsed": elapsed, "threads": n}))
+    print(json.dumps({"sent": sent, "committed": committed, "elapsed": elapsed, "threads": n}))
 
 
 def raw_latency(broker: Broker, queue: str, key: str, rate: int, seconds: float) -> dict:
@@ -798,7 +846,7 @@ def run(profile: str | None = None) -> str:
 
             # 4: consumers, each kind in turn in every round, so that a change of load hits all alike -------
             broker.purge(our_queue)
-            keys = ("cons_raw", "cons_bus", "cons_hand", "cons_one", "cons_prev", "cons_batch")
+            keys = ("cons_raw", "cons_bus", "cons_hand", "cons_one", "cons_prev", "cons_b11", "cons_batch")
             for k in keys:
                 R[k] = []
             R["cons_rows_ok"] = True
@@ -814,6 +862,7 @@ def run(profile: str | None = None) -> str:
                                                  n_each, CONSUME_SECONDS, batch=CONSUME_BATCH))
                 broker.purge(our_queue)
                 for key, b, cls in (("cons_one", 1, Dispatcher), ("cons_prev", CONSUME_BATCH, PreviousDispatcher),
+                                    ("cons_b11", CONSUME_BATCH, BeforeItem11Dispatcher),
                                     ("cons_batch", CONSUME_BATCH, Dispatcher)):
                     fill_ours(rt, n_each)
                     before = svc.count_effects(rt)
@@ -945,6 +994,7 @@ def report(R: dict) -> str:
 
     raw, bus_only, hand = merged(R["cons_raw"]), merged(R["cons_bus"]), merged(R["cons_hand"])
     one, prev, batch = merged(R["cons_one"]), merged(R["cons_prev"]), merged(R["cons_batch"])
+    b11 = merged(R["cons_b11"])
     raw_c = raw["rate"]
     rows = [
         [f"Raw kombu `Consumer`, acks each message, no work ({raw['each']})", f"{raw['n']:,}",
@@ -965,12 +1015,17 @@ def report(R: dict) -> str:
          f"statement waiting for its reply ({prev['each']})", f"{prev['n']:,}", f"{prev['seconds']:.2f}",
          f(prev["rate"]), f"{prev['rate'] / raw_c:.0%} of raw; {prev['rate'] / hand['rate']:.0%} of hand-written",
          f"{prev['per_batch']:.1f}"],
+        [f"Before tuning item 11 (`BeforeItem11Dispatcher` in bench/bus.py): the batch path below, but every payload "
+         f"loaded by marshmallow and every event counted with its own Prometheus `labels()` lookup ({b11['each']})",
+         f"{b11['n']:,}", f"{b11['seconds']:.2f}", f(b11["rate"]),
+         f"{b11['rate'] / raw_c:.0%} of raw; {b11['rate'] / hand['rate']:.0%} of hand-written", f"{b11['per_batch']:.1f}"],
         [f"**After: `Dispatcher.handle_batch`**, the waiting events (up to {CONSUME_BATCH}, the default) in one "
          f"transaction: inbox rows in one statement, the handlers in one shared session with their INSERTs pipelined "
-         f"(tuning item 4), one commit, one multiple-ack ({batch['each']})", f"{batch['n']:,}", f"{batch['seconds']:.2f}",
+         f"(tuning item 4), plain payloads checked without marshmallow and counters added up per batch (item 11), one "
+         f"commit, one multiple-ack ({batch['each']})", f"{batch['n']:,}", f"{batch['seconds']:.2f}",
          f"**{f(batch['rate'])}**", f"**{batch['rate'] / raw_c:.0%}** of raw; **{batch['rate'] / hand['rate']:.0%}** "
-         f"of hand-written; {batch['rate'] / prev['rate']:.1f}x batched before; {batch['rate'] / one['rate']:.1f}x "
-         "one per transaction", f"{batch['per_batch']:.1f}"],
+         f"of hand-written; {batch['rate'] / b11['rate']:.2f}x before item 11; {batch['rate'] / prev['rate']:.1f}x "
+         f"batched before item 4; {batch['rate'] / one['rate']:.1f}x one per transaction", f"{batch['per_batch']:.1f}"],
     ]
     out += [C.md_table(["Consumer", "Messages", "Seconds", "msg/s", "Compared with", "Messages per batch"], rows), ""]
     verdict = "meets" if batch["rate"] / raw_c >= 0.6 else "**misses**"
@@ -992,12 +1047,14 @@ def report(R: dict) -> str:
         rows.append([f"{r}/s", "**Ours**: `UnitOfWork.emit` + commit → outbox → `Relay.run` → RabbitMQ → "
                      "`AmqpBus.consume` → `Dispatcher` → handler", f"{o['sent']:,} / {o['received']:,}",
                      f(o["achieved_rate"]), f"**{C.fmt_ms(o['p50'])}**", f"**{C.fmt_ms(o['p99'])}**",
-                     C.fmt_ms(o["max"]), f"{C.fmt_ms(o['emit_to_relay_p50'])} + {C.fmt_ms(o['relay_to_handler_p50'])}"])
+                     C.fmt_ms(o["max"]), f"{C.fmt_ms(o['emit_to_relay_p50'])} + {C.fmt_ms(o['relay_to_handler_p50'])}",
+                     f"{C.fmt_ms(o['emit_commit_p50'])}", f"{o['worker_cpu']:.0%} / {o['emitter_cpu']:.0%}"])
         rows.append([f"{r}/s", "Raw: py-amqp publish (confirm mode) → RabbitMQ → kombu consumer",
                      f"{w['sent']:,} / {w['received']:,}", f(w["achieved_rate"]), C.fmt_ms(w["p50"]),
-                     C.fmt_ms(w["p99"]), C.fmt_ms(w["max"]), ""])
+                     C.fmt_ms(w["p99"]), C.fmt_ms(w["max"]), "", "", ""])
     out += [C.md_table(["Target rate", "Path", "Sent / received", "Achieved rate", "p50", "p99", "max",
-                        "p50 emit→relay + relay→handler"], rows), ""]
+                        "p50 emit→relay + relay→handler", "of which p50 emit + COMMIT in the emitter",
+                        "CPU: Worker / emitter process (share of one core)"], rows), ""]
     out += [f"{LAT_SECONDS:g} s per rate and path, ours and raw in turn. Ours: a separate emitter process (as a "
             "service's web process would) sends each event in its own transaction (`UnitOfWork.emit` + commit), "
             f"from up to {LAT_EMITTERS} threads (one per 25 events/s of the target: "
@@ -1006,7 +1063,9 @@ def report(R: dict) -> str:
             "thread; prefetch and batch from the default `Settings`). Latency = handler start − `emit` call, both "
             "read from CLOCK_MONOTONIC (`time.monotonic`, one clock for all processes of the machine). The last "
             "column splits the median: `emit` call → the relay hands the event to `AmqpBus.publish`, and from "
-            "there → handler start. An achieved rate below the target means the emitter could not keep up: the "
+            "there → handler start; the next column is the part of the first spent in the emitter's own "
+            "`emit` + COMMIT, before the relay can see the row. CPU: process CPU time over the run's wall time "
+            "(100% = one of the machine's cores). An achieved rate below the target means the emitter could not keep up: the "
             "system is saturated and the latency is queueing. Raw: latency = consumer receipt − publish call; "
             "the Worker stays idle meanwhile.", ""]
     out += peers_report(R)

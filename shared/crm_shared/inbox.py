@@ -9,6 +9,7 @@ transaction, so a failing event is retried or dead-lettered alone and no other e
 is lost or applied twice."""
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import logging
@@ -26,6 +27,7 @@ from .events.envelope import EnvelopeError
 from .uow import UnitOfWork, joined_session, write_outbox
 
 log = logging.getLogger(__name__)
+_ACK = (Outcome.ACK, None, 0)
 
 
 class Dispatcher:
@@ -35,6 +37,9 @@ class Dispatcher:
         self.rt = runtime
         self.handlers = tracing.traced_handlers(runtime, handlers)  # unchanged unless tracing is on
         self.delays = runtime.settings.retry_delays_ms or (1000,)
+        # prometheus children bound once per (event type, label), not looked up per event
+        self._consumed: dict[tuple[str, str], object] = {}
+        self._latency: dict[str, object] = {}
         dialect = runtime.engine.dialect.name
         self._insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(runtime.inbox)
         self._insert_many = self._insert.on_conflict_do_nothing().returning(runtime.inbox.c.event_id)
@@ -48,6 +53,18 @@ class Dispatcher:
                 ["event_id", "event_type", "processed_at"],
                 select(rows.c.event_id, rows.c.event_type, bindparam("at", type_=inbox.c.processed_at.type)))
             .on_conflict_do_nothing().returning(inbox.c.event_id))
+
+    def _count(self, event_type: str, label: str, n: int = 1) -> None:
+        child = self._consumed.get((event_type, label))
+        if child is None:
+            child = self._consumed[(event_type, label)] = metrics.EVENTS_CONSUMED.labels(self.rt.name, event_type, label)
+        child.inc(n)
+
+    def _observe(self, event_type: str, seconds: float) -> None:
+        child = self._latency.get(event_type)
+        if child is None:
+            child = self._latency[event_type] = metrics.HANDLER_LATENCY.labels(self.rt.name, event_type)
+        child.observe(seconds)
 
     def mark_processed(self, uow, env: Envelope) -> bool:
         """Record the event as processed in this transaction; False if it already was."""
@@ -80,12 +97,13 @@ class Dispatcher:
             env = Envelope.from_json(delivery.body)
             payload = REGISTRY.validate_incoming(env.type, env.version, env.payload)
         except (EnvelopeError, EventValidationError, UnknownEventType) as exc:
-            # it will never get better by waiting: straight to the dead-letter queue
+            # it will never get better by waiting: straight to the dead-letter queue (labels looked up
+            # each time: the routing key of a bad message is not from a known set)
             metrics.EVENTS_CONSUMED.labels(self.rt.name, delivery.routing_key, "invalid").inc()
             return Outcome.DEAD, f"invalid event: {exc}", 0
         handler = self.handlers.get(env.type)
         if handler is None:
-            metrics.EVENTS_CONSUMED.labels(self.rt.name, env.type, "ignored").inc()
+            self._count(env.type, "ignored")
             return Outcome.ACK, None, 0
         return env, payload, handler
 
@@ -96,7 +114,7 @@ class Dispatcher:
             try:
                 with self.rt.uow() as uow:
                     if not self.mark_processed(uow, env):
-                        metrics.EVENTS_CONSUMED.labels(self.rt.name, env.type, "duplicate").inc()
+                        self._count(env.type, "duplicate")
                         return Outcome.ACK, None, 0
                     handler(uow, env, payload)
                     if failed_transaction(uow.session.connection()):
@@ -109,8 +127,8 @@ class Dispatcher:
                     log.warning("database unavailable, event will be tried again", extra={"event_type": env.type})
                     return Outcome.REQUEUE, f"database unavailable: {exc}", self.delays[0]
                 return self._failed(delivery, env, exc)
-        metrics.EVENTS_CONSUMED.labels(self.rt.name, env.type, "ok").inc()
-        metrics.HANDLER_LATENCY.labels(self.rt.name, env.type).observe(time.perf_counter() - started)
+        self._count(env.type, "ok")
+        self._observe(env.type, time.perf_counter() - started)
         return Outcome.ACK, None, 0
 
     # -- a batch ---------------------------------------------------------------------------------
@@ -142,11 +160,14 @@ class Dispatcher:
                     for i, d, env, payload, handler in work:
                         decisions[i] = self._one(d, env, payload, handler)
             else:
+                counts = collections.Counter()  # one counter increment per (type, label) and batch
                 for (i, _d, env, _p, _h), (label, seconds) in zip(work, outcomes):
-                    metrics.EVENTS_CONSUMED.labels(self.rt.name, env.type, label).inc()
+                    counts[(env.type, label)] += 1
                     if seconds is not None:
-                        metrics.HANDLER_LATENCY.labels(self.rt.name, env.type).observe(seconds)
-                    decisions[i] = (Outcome.ACK, None, 0)
+                        self._observe(env.type, seconds)
+                    decisions[i] = _ACK
+                for (event_type, label), n in counts.items():
+                    self._count(event_type, label, n)
         return decisions
 
     def _together(self, work) -> list[tuple[str, float | None]]:
@@ -196,7 +217,7 @@ class Dispatcher:
             return Outcome.RETRY, error, delay
         log.error("handler failed for good, dead-lettered", extra={"event_type": env.type, "event_id": env.id,
                                                                     "attempts": delivery.attempts + 1, "error": error})
-        metrics.EVENTS_CONSUMED.labels(self.rt.name, env.type, "dead").inc()
+        self._count(env.type, "dead")
         return Outcome.DEAD, error, 0
 
 

@@ -70,3 +70,94 @@ def test_envelope_round_trip_and_rejects_garbage():
                 json.dumps({**env.to_dict(), "payload": []}).encode()]:
         with pytest.raises(EnvelopeError):
             Envelope.from_json(bad)
+
+
+def _variants(schema):
+    """Payloads around a schema's fields: valid, with extras, Nones, wrong types, coercible values, gaps."""
+    good = {}
+    for name, f in schema.load_fields.items():
+        good[name] = 7 if isinstance(f, fields.Integer) else "x-1"
+    yield dict(good)
+    yield {**good, "added_later": {"any": "thing"}}
+    yield {k: v for k, v in good.items() if not schema.load_fields[k].required}
+    for name, f in schema.load_fields.items():
+        for bad in (None, True, "72", 72.0, 3.5, b"bytes", ["x"], {"x": 1}, 5):
+            yield {**good, name: bad}
+        yield {k: v for k, v in good.items() if k != name}
+    yield ["not", "a", "dict"]
+
+
+def test_plain_payload_fast_path_gives_what_marshmallow_gives_for_every_catalogue_schema():
+    """validate_incoming skips marshmallow for schemas of plain String/Integer fields when every value
+    already has its field's type; the result, or the error, must be marshmallow's in every case."""
+    from marshmallow import EXCLUDE, ValidationError
+    from crm_shared.events.registry import _plain_loader
+    fast_schemas = 0
+    for event_type in REGISTRY.types():
+        version = REGISTRY.latest(event_type)
+        schema = REGISTRY.schema(event_type, version)(unknown=EXCLUDE)
+        if _plain_loader(schema) is not None:
+            fast_schemas += 1
+        for payload in _variants(schema):
+            try:
+                expected = ("ok", schema.load(payload))
+            except ValidationError as exc:
+                expected = ("error", exc.messages)
+            try:
+                got = ("ok", REGISTRY.validate_incoming(event_type, version, payload))
+            except EventValidationError as exc:
+                got = ("error", exc.messages)
+            assert got == expected, (event_type, payload)
+    assert fast_schemas >= 5  # lead.* at least: the fast path is really in use
+
+
+def test_plain_payload_fast_path_for_producers_gives_what_marshmallow_gives():
+    """validate_outgoing (strict: an undeclared field is an error) also skips marshmallow for plain
+    payloads: the result, or the error, must be marshmallow's load-then-dump in every case."""
+    from marshmallow import RAISE, ValidationError
+    for event_type in REGISTRY.types():
+        version = REGISTRY.latest(event_type)
+        schema = REGISTRY.schema(event_type, version)(unknown=RAISE)
+        for payload in _variants(schema):
+            try:
+                expected = ("ok", schema.dump(schema.load(payload)))
+            except ValidationError as exc:
+                expected = ("error", exc.messages)
+            try:
+                got = ("ok", REGISTRY.validate_outgoing(event_type, version, payload))
+            except EventValidationError as exc:
+                got = ("error", exc.messages)
+            assert got == expected, (event_type, payload)
+
+
+def test_plain_loader_refuses_schemas_it_cannot_mirror():
+    from marshmallow import EXCLUDE, post_load, validate
+    from crm_shared.events.registry import _plain_loader
+
+    class WithValidator(Schema):
+        a = fields.String(validate=validate.OneOf(["x"]))
+
+    class WithHook(Schema):
+        a = fields.String()
+
+        @post_load
+        def upper(self, data, **_):
+            return {k: v.upper() for k, v in data.items()}
+
+    class WithDataKey(Schema):
+        a = fields.String(data_key="b")
+
+    class WithDefault(Schema):
+        a = fields.String(load_default="d")
+
+    class WithDate(Schema):
+        a = fields.DateTime()
+
+    class WithLoadOnly(Schema):
+        a = fields.String(load_only=True)
+
+    for cls in (WithValidator, WithHook, WithDataKey, WithDefault, WithDate, WithLoadOnly):
+        assert _plain_loader(cls(unknown=EXCLUDE)) is None, cls.__name__
+    r = Registry()
+    r.register("t.hooked")(WithHook)
+    assert r.validate_incoming("t.hooked", 1, {"a": "x"}) == {"a": "X"}

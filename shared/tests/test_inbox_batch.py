@@ -293,3 +293,34 @@ def test_an_error_that_comes_back_as_the_pipeline_ends_is_classified_like_any_ot
     with rt.engine.connect() as c:
         assert c.execute(select(func.count()).select_from(marks)).scalar_one() == 0
     assert processed(rt) == 0
+
+
+def test_a_batch_counts_every_event_in_the_metrics_once(consumer):
+    """Counters are added up per batch (one increment per type and outcome): each event is still
+    counted once, under its own outcome, and each handled one has its handler time observed."""
+    from prometheus_client import REGISTRY as PROM
+
+    rt = consumer
+
+    def sample(name, **labels):
+        return PROM.get_sample_value(name, {"service": rt.name, **labels}) or 0.0
+
+    def snapshot():
+        return {o: sample("crm_events_consumed_total", type="lead.created", outcome=o)
+                for o in ("ok", "duplicate", "dead")} | {
+            "observed": sample("crm_event_handler_duration_seconds_count", type="lead.created"),
+            "invalid": sample("crm_events_consumed_total", type="garbage", outcome="invalid")}
+
+    d = Dispatcher(rt, rt.definition.handlers)
+    done, _ = delivery("done-before")
+    d(done)
+    before = snapshot()
+    batch = [delivery(f"n{i}")[0] for i in range(7)]
+    garbage = Delivery("g", "garbage", b"not json", 0)
+    decisions = d.handle_batch(batch + [batch[2], done, garbage])
+    assert [x[0] for x in decisions] == [Outcome.ACK] * 9 + [Outcome.DEAD]
+    after = snapshot()
+    assert {k: after[k] - before[k] for k in after} == {"ok": 7, "duplicate": 2, "dead": 0, "observed": 7,
+                                                         "invalid": 1}
+    d(delivery("alone")[0])  # one event alone takes the one-transaction path
+    assert sample("crm_events_consumed_total", type="lead.created", outcome="ok") - after["ok"] == 1

@@ -3,7 +3,11 @@ consumers validate leniently (a field added later is ignored), so adding a field
 removing or renaming one needs a new version."""
 from __future__ import annotations
 
-from marshmallow import EXCLUDE, RAISE, Schema, ValidationError
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, missing
+
+# fields whose load of a value of exactly this type returns the value itself (a str subclass, a
+# bool for an Integer, "72" for an Integer… go through marshmallow)
+_PLAIN = {fields.String: str, fields.Integer: int}
 
 
 class UnknownEventType(LookupError):
@@ -20,6 +24,7 @@ class Registry:
     def __init__(self):
         self._schemas: dict[tuple[str, int], type[Schema]] = {}
         self._instances: dict[tuple[str, int, str], Schema] = {}
+        self._plain: dict[tuple[str, int, str], object] = {}  # (type, version, unknown) -> plain loader or None
 
     def _instance(self, event_type: str, version: int, unknown: str) -> Schema:
         """Schema objects are built once (building one costs more than validating a payload)."""
@@ -54,6 +59,14 @@ class Registry:
             raise UnknownEventType(f"{event_type} v{version}") from None
 
     def validate_outgoing(self, event_type: str, version: int, payload: dict) -> dict:
+        key = (event_type, version, RAISE)
+        plain = self._plain.get(key, missing)
+        if plain is missing:
+            plain = self._plain[key] = _plain_loader(self._instance(event_type, version, RAISE), strict=True)
+        if plain is not None:
+            loaded = plain(payload)  # for these fields what load gives, dump gives back unchanged
+            if loaded is not None:
+                return loaded
         schema = self._instance(event_type, version, RAISE)
         try:
             # round-trip: load checks, dump gives JSON-ready primitives (dates, decimals as str)
@@ -62,11 +75,56 @@ class Registry:
             raise EventValidationError(event_type, version, exc.messages) from exc
 
     def validate_incoming(self, event_type: str, version: int, payload: dict) -> dict:
+        key = (event_type, version, EXCLUDE)
+        plain = self._plain.get(key, missing)
+        if plain is missing:
+            plain = self._plain[key] = _plain_loader(self._instance(event_type, version, EXCLUDE))
+        if plain is not None:
+            loaded = plain(payload)
+            if loaded is not None:
+                return loaded
         schema = self._instance(event_type, version, EXCLUDE)
         try:
             return schema.load(payload)
         except ValidationError as exc:
             raise EventValidationError(event_type, version, exc.messages) from exc
+
+
+def _plain_loader(schema: Schema, strict: bool = False):
+    """For a schema of plain String and Integer fields only (no validators, hooks, data keys, load
+    defaults, load- or dump-only fields), a loader that gives what `schema.load` gives (unknown fields
+    excluded; with `strict`, a payload with one goes to marshmallow, which raises) for a payload whose
+    every value has exactly its field's type or is an allowed None, and None for any other payload,
+    which then goes through marshmallow (coercions, error messages). For such fields `dump` gives
+    back what `load` gave. Marshmallow costs about 0.1 ms per event of a consumer's CPU; this is a few
+    microseconds. None when the schema has anything else."""
+    if any(schema._hooks.values()) or set(schema.load_fields) != set(schema.dump_fields):
+        return None
+    plan = []
+    for name, f in schema.load_fields.items():
+        kind = _PLAIN.get(type(f))
+        if (kind is None or f.validators or f.pre_load or f.post_load or f.data_key is not None
+                or f.attribute is not None or f.load_default is not missing or f.load_only or f.dump_only):
+            return None
+        plan.append((name, kind, f.required, f.allow_none))
+    plan = tuple(plan)
+    names = frozenset(name for name, *_ in plan)
+
+    def load(payload):
+        if type(payload) is not dict or (strict and not names.issuperset(payload)):
+            return None
+        out = {}
+        for name, kind, required, allow_none in plan:
+            if name in payload:
+                value = payload[name]
+                if type(value) is kind or (value is None and allow_none):
+                    out[name] = value
+                else:
+                    return None
+            elif required:
+                return None
+        return out
+    return load
 
 
 REGISTRY = Registry()
