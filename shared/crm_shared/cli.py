@@ -125,6 +125,42 @@ def outbox_republish(producer, consumer, since, until, types, dry_run):
     click.echo(f"{verb} {n} event(s) of {producer} ({', '.join(wanted)}) to {consumer}'s queue only")
 
 
+@main.group()
+def job():
+    """A service's scheduled jobs, run by hand."""
+
+
+@job.command("run")
+@click.argument("service")
+@click.argument("name", required=False)
+def job_run(service, name):
+    """Run SERVICE's job NAME once now (without NAME: list the jobs), with the service's
+    DATABASE_URL and BUS_URL, e.g. `crm job run sales report_rollups` after a rollout. Holds the job's
+    lock as the workers do: if a worker is running it right now, this says so and exits 1."""
+    from .runtime import Runtime
+    from .scheduler import Scheduler
+    if service not in services.installed():
+        raise click.BadParameter(f"unknown service {service!r}", param_hint="SERVICE")
+    definition = services.load(service)
+    jobs = {j.name: j for j in definition.jobs}
+    if name is None:
+        for j in definition.jobs:
+            click.echo(f"{j.name}\t{j.cron or f'every {j.every_seconds:g} s'}")
+        return
+    if name not in jobs:
+        raise click.BadParameter(f"{service} has no job {name!r} (it has: {', '.join(jobs) or 'none'})",
+                                 param_hint="NAME")
+    rt = Runtime(definition, Settings.from_env(service))
+    try:
+        ran = Scheduler(rt, definition.jobs).run_job(jobs[name])
+        rt.outbox_wake.set()
+    finally:
+        rt.close()
+    if not ran:
+        raise click.ClickException(f"{service}'s {name} is running in a worker right now; try again when it is done")
+    click.echo(f"ran {service}'s {name}; events it emitted go out with the service's relay")
+
+
 def _catalogue_services():
     from .events.catalogue import SERVICES
     return SERVICES

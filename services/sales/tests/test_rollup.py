@@ -265,3 +265,45 @@ def test_the_nightly_job_repairs_what_a_writer_without_the_rollup_changed(databa
                 assert reports.forecast(s, where=true(), **kw) == reports.forecast(s, where=true(), raw=True, **kw)
     finally:
         rt.close()
+
+
+def test_crm_job_run_repairs_the_rollup_after_a_rollout_at_once(database_url, tmp_path, clock):
+    """`crm job run sales report_rollups`: what the operator runs after a rollout instead of waiting
+    for the night; also lists a service's jobs and refuses unknown ones."""
+    from click.testing import CliRunner
+
+    from crm_shared.cli import main
+    rt = _runtime(database_url, tmp_path, clock)
+    try:
+        _workload(rt, random.Random(4), 60)
+        o = models.opportunities
+        with rt.engine.begin() as c:  # the previous release: no rollup
+            c.execute(o.update().where(o.c.stage.in_(pipeline.OPEN_STAGES)).values(
+                stage="won", furthest_stage=pipeline.INDEX["won"]))
+        with rt.uow() as uow:
+            assert reports.funnel(uow.session, where=true()) != reports.funnel(uow.session, where=true(), raw=True)
+        env = {"DATABASE_URL": database_url, "BUS_URL": f"sqlite:///{tmp_path}/cli-bus.db"}
+        runner = CliRunner()
+        listed = runner.invoke(main, ["job", "run", "sales"], env=env)
+        assert listed.exit_code == 0 and "report_rollups\t45 2 * * *" in listed.output, listed.output
+        r = runner.invoke(main, ["job", "run", "sales", "report_rollups"], env=env)
+        assert r.exit_code == 0 and "ran sales's report_rollups" in r.output, r.output
+        with rt.uow() as uow:
+            s = uow.session
+            for kw in ({}, {"team": "east"}):
+                assert reports.funnel(s, where=true(), **kw) == reports.funnel(s, where=true(), raw=True, **kw)
+        bad = runner.invoke(main, ["job", "run", "sales", "no_such_job"], env=env)
+        assert bad.exit_code == 2 and "report_rollups" in bad.output
+        assert runner.invoke(main, ["job", "run", "nobody", "x"], env=env).exit_code == 2
+        if rt.is_postgres:  # a worker running the job holds its lock: the command waits for nobody
+            import zlib
+
+            from sqlalchemy import func, select
+            with rt.engine.connect() as held:
+                held.execute(select(func.pg_advisory_lock(zlib.crc32(b"job:sales:report_rollups"))))
+                busy = runner.invoke(main, ["job", "run", "sales", "report_rollups"], env=env)
+                assert busy.exit_code == 1 and "running in a worker" in busy.output, busy.output
+                held.execute(select(func.pg_advisory_unlock(zlib.crc32(b"job:sales:report_rollups"))))
+                held.commit()
+    finally:
+        rt.close()
