@@ -337,13 +337,7 @@ def _run() -> str:
         bare = Server("leads:bare_app()", {"BENCH_BARE_DB": bare_url, "BENCH_LEADS_DB": url}, chdir=HERE)
         try:
             mgr = _token("manager", ["sales_manager"])
-            status, team = svc.request("POST", "/v1/teams", {"name": "Bench", "code": "bench", "strategy": "round_robin",
-                                                            "members": [{"user_id": f"r{i}", "name": f"R{i}"}
-                                                                        for i in range(4)]}, mgr)
-            assert status == 201, team
-            status, _ = svc.request("POST", "/v1/routing-rules", {"priority": 1, "conditions": {"province": ["浙江"]},
-                                                                  "team_id": int(team["id"])}, mgr)
-            assert status == 201
+            _bench_team(svc, mgr)
             runs = [("bare Flask + SQLAlchemy INSERT", bare, "/bare", {}, 35),
                     ("POST /v1/leads (dedupe, score, route)", svc, "/v1/leads", mgr, 36)]
             if old is not None:
