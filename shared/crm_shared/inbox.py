@@ -327,8 +327,10 @@ def _idle(conn) -> bool:
     if conn.closed or conn.invalidated:
         return False
     from psycopg.pq import TransactionStatus
-    driver = conn.connection.driver_connection
-    return not driver.broken and driver.info.transaction_status == TransactionStatus.IDLE
+    with contextlib.suppress(Exception):
+        driver = conn.connection.driver_connection
+        return not driver.broken and driver.info.transaction_status == TransactionStatus.IDLE
+    return False
 
 
 def _lost(conn, exc: Exception) -> bool:
