@@ -194,12 +194,12 @@ class Dispatcher:
         Returns, per event, the metrics label and the handler's time (on PostgreSQL without the
         time its pipelined writes take to come back)."""
         if not self._own or self._owner not in (None, threading.get_ident()):
-            with self.rt.engine.connect() as conn:
+            with self._connect() as conn:
                 return self._in_transaction(conn, work)
         self._owner = threading.get_ident()
         fresh = self._conn is None
         if fresh:
-            self._conn = self.rt.engine.connect()  # the pool's pre-ping checks it
+            self._conn = self._connect()  # the pool's pre-ping checks it
         try:
             return self._in_transaction(self._conn, work)
         except Exception as exc:
@@ -212,7 +212,7 @@ class Dispatcher:
         # on a new one, as the pool's pre-ping would have done. Nothing of the batch is applied twice:
         # had its COMMIT gone through, the inbox rows now make every event a duplicate.
         log.info("database connection lost since the last batch, handling the batch on a new one")
-        self._conn = self.rt.engine.connect()
+        self._conn = self._connect()
         try:
             return self._in_transaction(self._conn, work)
         except Exception as exc:
@@ -220,13 +220,22 @@ class Dispatcher:
                 self.close()
             raise
 
+    def _connect(self):
+        """A connection for batches. On PostgreSQL in autocommit mode, so that `pipelined` can send
+        the batch's BEGIN with its first statement (psycopg's own BEGIN is a round trip of its own);
+        SQLAlchemy sets the mode back when the connection returns to the pool."""
+        conn = self.rt.engine.connect()
+        if conn.dialect.name == "postgresql":
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+        return conn
+
     def _in_transaction(self, conn, work) -> list[tuple[str, float | None]]:
         outcomes = []
         emitted = 0
         with conn.begin() as tx:
             session = joined_session(self.rt, conn)  # one session for the batch's handlers
             try:
-                with pipelined(conn) as commit_with_last_sync:
+                with pipelined(conn, begin=True) as commit_with_last_sync:
                     # BEGIN goes with this statement (it syncs the pipeline: its result is read)
                     new = self.mark_processed_many(conn, [w[2] for w in work])
                     for _i, _d, env, payload, handler in work:
@@ -279,7 +288,7 @@ def _deferrable(statement: str) -> bool:
 
 
 @contextlib.contextmanager
-def pipelined(conn):
+def pipelined(conn, begin: bool = False):
     """On PostgreSQL, psycopg's pipeline mode over the block: the batch's INSERTs whose result no one
     reads (see `_deferrable`) are sent without waiting for the server, so the handlers' writes cost
     about one round trip for the batch instead of one each. Any other statement syncs the pipeline
@@ -293,7 +302,11 @@ def pipelined(conn):
     failed. Safe against an aborted transaction (whose COMMIT would report success and roll back):
     an error already read shows in the transaction status, which the caller checks first, and an
     error not yet read aborts the pipeline up to the sync, so the COMMIT is skipped and the error
-    raised. On other databases `commit` does nothing (the transaction's own commit follows)."""
+    raised. On other databases `commit` does nothing (the transaction's own commit follows).
+
+    begin=True: `conn` is in autocommit mode (`Dispatcher._connect`) and the block opens the
+    transaction itself with a BEGIN queued ahead of the block's first statement, so both go in one
+    round trip (in a transaction psycopg opens, its BEGIN is synced on its own)."""
     if conn.dialect.name != "postgresql":
         yield _nothing
         return
@@ -301,6 +314,9 @@ def pipelined(conn):
     dbapi_error = conn.dialect.loaded_dbapi.Error
     try:
         with driver.pipeline() as pipe:
+            if begin:
+                driver.execute("BEGIN")
+
             def after_execute(_conn, _cursor, statement, _params, _context, _many):
                 if not _deferrable(statement):
                     pipe.sync()  # inside SQLAlchemy's execute: its errors come wrapped as usual

@@ -434,3 +434,29 @@ def test_a_batch_whose_commit_went_through_on_a_lost_connection_is_not_applied_t
         assert demo_counts(rt.engine, rt.definition.metadata) == {env.id: 1 for _, env in [(warm, warm_env)] + batch}
     finally:
         d.close()
+
+
+def test_no_connection_goes_back_to_the_pool_in_autocommit_mode(consumer):
+    """The batch's connection runs in autocommit mode (its BEGIN is sent with the first statement):
+    once back in the pool it must be transactional again, or a later user's transaction would not
+    be one."""
+    rt = consumer
+    if not rt.is_postgres:
+        pytest.skip("autocommit batches are PostgreSQL's")
+    for own in (False, True):
+        d = PlainDispatcher(rt, rt.definition.handlers, own_connection=own)
+        assert d.handle_batch([delivery(f"{own}{i}")[0] for i in range(3)]) == [(Outcome.ACK, None, 0)] * 3
+        assert d.handle_batch([delivery(f"{own}-alone")[0]]) == [(Outcome.ACK, None, 0)]
+        d.close()
+    held = [rt.engine.connect() for _ in range(rt.engine.pool.checkedin())]  # every pooled connection
+    try:
+        assert held and not any(c.connection.driver_connection.autocommit for c in held)
+        marks = marks_table(rt)
+        for c in held:  # and a rolled back write leaves nothing
+            c.execute(marks.insert().values(key=f"k{id(c)}", n=1))
+            c.rollback()
+    finally:
+        for c in held:
+            c.close()
+    with rt.engine.connect() as c:
+        assert c.execute(select(func.count()).select_from(marks)).scalar_one() == 0
