@@ -539,30 +539,16 @@ class BeforeItem12Dispatcher(Dispatcher):
         super().__init__(runtime, handlers)  # never a kept connection
 
     def _together(self, work):
-        from crm_shared import context, metrics
+        from crm_shared import metrics
         from crm_shared.inbox import failed_transaction, pipelined
-        from crm_shared.uow import UnitOfWork, joined_session, write_outbox
-        outcomes = []
-        emitted = 0
+        from crm_shared.uow import joined_session
         with self.rt.engine.connect() as conn:
             with conn.begin() as tx:
                 new = self.mark_processed_many(conn, [w[2] for w in work])
                 session = joined_session(self.rt, conn)
                 try:
                     with pipelined(conn):
-                        for _i, _d, env, payload, handler in work:
-                            if env.id not in new:
-                                outcomes.append(("duplicate", None))
-                                continue
-                            new.discard(env.id)
-                            started = time.perf_counter()
-                            with context.bound(env.correlation_id or env.id, env.id):
-                                with UnitOfWork(self.rt, conn, session=session) as uow:
-                                    handler(uow, env, payload)
-                                    emitted += uow.emitted
-                            outcomes.append(("ok", time.perf_counter() - started))
-                        write_outbox(self.rt, session)
-                        session.flush()
+                        outcomes, emitted = self._run_handlers(conn, session, work, new)
                 finally:
                     session.close()
                 if not tx.is_active:

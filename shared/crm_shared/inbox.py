@@ -229,28 +229,34 @@ class Dispatcher:
             conn.execution_options(isolation_level="AUTOCOMMIT")
         return conn
 
-    def _in_transaction(self, conn, work) -> list[tuple[str, float | None]]:
+    def _run_handlers(self, conn, session, work, new: set[str]) -> tuple[list, int]:
+        """The handlers of the events in `new` (the others are duplicates), in `session` on the
+        transaction on `conn`, then the outbox rows they emitted; (outcomes, events emitted)."""
         outcomes = []
         emitted = 0
+        for _i, _d, env, payload, handler in work:
+            if env.id not in new:  # processed before, or a second copy within this batch
+                outcomes.append(("duplicate", None))
+                continue
+            new.discard(env.id)
+            started = time.perf_counter()
+            with context.bound(env.correlation_id or env.id, env.id):
+                with UnitOfWork(self.rt, conn, session=session) as uow:
+                    handler(uow, env, payload)
+                    emitted += uow.emitted
+            outcomes.append(("ok", time.perf_counter() - started))
+        write_outbox(self.rt, session)  # the batch's events: one INSERT, pipelined
+        session.flush()
+        return outcomes, emitted
+
+    def _in_transaction(self, conn, work) -> list[tuple[str, float | None]]:
         with conn.begin() as tx:
             session = joined_session(self.rt, conn)  # one session for the batch's handlers
             try:
                 with pipelined(conn, begin=True) as commit_with_last_sync:
                     # BEGIN goes with this statement (it syncs the pipeline: its result is read)
                     new = self.mark_processed_many(conn, [w[2] for w in work])
-                    for _i, _d, env, payload, handler in work:
-                        if env.id not in new:  # processed before, or a second copy within this batch
-                            outcomes.append(("duplicate", None))
-                            continue
-                        new.discard(env.id)
-                        started = time.perf_counter()
-                        with context.bound(env.correlation_id or env.id, env.id):
-                            with UnitOfWork(self.rt, conn, session=session) as uow:
-                                handler(uow, env, payload)
-                                emitted += uow.emitted
-                        outcomes.append(("ok", time.perf_counter() - started))
-                    write_outbox(self.rt, session)  # the batch's events: one INSERT, pipelined
-                    session.flush()
+                    outcomes, emitted = self._run_handlers(conn, session, work, new)
                     if not tx.is_active:  # a handler rolled the shared transaction back: nothing of it holds
                         raise RuntimeError("a handler ended the batch's transaction; handling its events one by one")
                     if failed_transaction(conn):  # a handler swallowed a database error: COMMIT would roll back
