@@ -341,7 +341,7 @@ def test_a_batch_counts_every_event_in_the_metrics_once(consumer):
     after = snapshot()
     assert {k: after[k] - before[k] for k in after} == {"ok": 7, "duplicate": 2, "dead": 0, "observed": 7,
                                                          "invalid": 1}
-    d(delivery("alone")[0])  # one event alone takes the one-transaction path
+    d(delivery("alone")[0])  # one event alone (pooled: the one-transaction path; kept connection: the batch path)
     assert sample("crm_events_consumed_total", type="lead.created", outcome="ok") - after["ok"] == 1
 
 
