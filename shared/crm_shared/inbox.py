@@ -4,15 +4,22 @@ transaction, so a redelivered event has no second effect.
 Several deliveries that are already waiting are handled in one transaction (`handle_batch`): the
 inbox rows of the batch in one statement, the handlers in one session joined to that transaction
 (on PostgreSQL pipelined: their INSERTs go out without waiting for each reply, see `pipelined`),
-one commit; the bus acknowledges them only after it. If any handler of the batch fails, the whole transaction is rolled back and the batch is handled again one event per
-transaction, so a failing event is retried or dead-lettered alone and no other event of the batch
-is lost or applied twice."""
+one commit; the bus acknowledges them only after it. If any handler of the batch fails, the whole
+transaction is rolled back and the batch is handled again one event per transaction, so a failing
+event is retried or dead-lettered alone and no other event of the batch is lost or applied twice.
+
+On PostgreSQL a batch costs two round trips: BEGIN with the inbox statement (whose result says which
+events are new), then the handlers' pipelined writes with the COMMIT. A consumer thread (the
+Worker's: `own_connection=True`) also keeps its connection from one batch to the next instead of
+checking one out of the pool, with its pre-ping, for each; a connection lost since the last batch is
+replaced and the batch run again on the new one, once, as the pool's pre-ping would have done."""
 from __future__ import annotations
 
 import collections
 import contextlib
 import functools
 import logging
+import threading
 import time
 import traceback
 
@@ -33,7 +40,7 @@ _ACK = (Outcome.ACK, None, 0)
 class Dispatcher:
     """Turns deliveries into decisions: acknowledge, retry later, or dead-letter."""
 
-    def __init__(self, runtime, handlers: dict):
+    def __init__(self, runtime, handlers: dict, own_connection: bool = False):
         self.rt = runtime
         self.handlers = tracing.traced_handlers(runtime, handlers)  # unchanged unless tracing is on
         self.delays = runtime.settings.retry_delays_ms or (1000,)
@@ -53,6 +60,18 @@ class Dispatcher:
                 ["event_id", "event_type", "processed_at"],
                 select(rows.c.event_id, rows.c.event_type, bindparam("at", type_=inbox.c.processed_at.type)))
             .on_conflict_do_nothing().returning(inbox.c.event_id))
+        # the consumer thread's own connection (PostgreSQL, own_connection): taken by the first thread
+        # that handles a batch, used by that thread only (any other takes one from the pool per batch)
+        self._own = own_connection and dialect == "postgresql"
+        self._conn = None
+        self._owner: int | None = None
+
+    def close(self) -> None:
+        """Give the kept connection back (the consumer stops); the next batch takes a new one."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
 
     def _count(self, event_type: str, label: str, n: int = 1) -> None:
         child = self._consumed.get((event_type, label))
@@ -142,7 +161,7 @@ class Dispatcher:
                 decisions[i] = parsed
             else:
                 work.append((i, d, *parsed))
-        if len(work) == 1:
+        if len(work) == 1 and not self._own:
             i, d, env, payload, handler = work[0]
             decisions[i] = self._one(d, env, payload, handler)
         elif work:
@@ -174,33 +193,77 @@ class Dispatcher:
         """Every event of `work` in one transaction; raises (everything rolled back) if any fails.
         Returns, per event, the metrics label and the handler's time (on PostgreSQL without the
         time its pipelined writes take to come back)."""
+        if not self._own or self._owner not in (None, threading.get_ident()):
+            with self._connect() as conn:
+                return self._in_transaction(conn, work)
+        self._owner = threading.get_ident()
+        fresh = self._conn is None
+        if fresh:
+            self._conn = self._connect()  # the pool's pre-ping checks it
+        try:
+            return self._in_transaction(self._conn, work)
+        except Exception as exc:
+            lost = _lost(self._conn, exc)
+            if lost or not _idle(self._conn):
+                self.close()
+            if fresh or not lost:
+                raise
+        # the connection kept since the last batch is gone (database restarted, network cut): once more
+        # on a new one, as the pool's pre-ping would have done. Nothing of the batch is applied twice:
+        # had its COMMIT gone through, the inbox rows now make every event a duplicate.
+        log.info("database connection lost since the last batch, handling the batch on a new one")
+        self._conn = self._connect()
+        try:
+            return self._in_transaction(self._conn, work)
+        except Exception as exc:
+            if _lost(self._conn, exc) or not _idle(self._conn):
+                self.close()
+            raise
+
+    def _connect(self):
+        """A connection for batches. On PostgreSQL in autocommit mode, so that `pipelined` can send
+        the batch's BEGIN with its first statement (psycopg's own BEGIN is a round trip of its own);
+        SQLAlchemy sets the mode back when the connection returns to the pool."""
+        conn = self.rt.engine.connect()
+        if conn.dialect.name == "postgresql":
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+        return conn
+
+    def _run_handlers(self, conn, session, work, new: set[str]) -> tuple[list, int]:
+        """The handlers of the events in `new` (the others are duplicates), in `session` on the
+        transaction on `conn`, then the outbox rows they emitted; (outcomes, events emitted)."""
         outcomes = []
         emitted = 0
-        with self.rt.engine.connect() as conn:
-            with conn.begin() as tx:
-                new = self.mark_processed_many(conn, [w[2] for w in work])
-                session = joined_session(self.rt, conn)  # one session for the batch's handlers
-                try:
-                    with pipelined(conn):
-                        for _i, _d, env, payload, handler in work:
-                            if env.id not in new:  # processed before, or a second copy within this batch
-                                outcomes.append(("duplicate", None))
-                                continue
-                            new.discard(env.id)
-                            started = time.perf_counter()
-                            with context.bound(env.correlation_id or env.id, env.id):
-                                with UnitOfWork(self.rt, conn, session=session) as uow:
-                                    handler(uow, env, payload)
-                                    emitted += uow.emitted
-                            outcomes.append(("ok", time.perf_counter() - started))
-                        write_outbox(self.rt, session)  # the batch's events: one INSERT, pipelined
-                        session.flush()
-                finally:
-                    session.close()
-                if not tx.is_active:  # a handler rolled the shared transaction back: nothing of it holds
-                    raise RuntimeError("a handler ended the batch's transaction; handling its events one by one")
-                if failed_transaction(conn):  # a handler swallowed a database error: COMMIT would roll back
-                    raise RuntimeError("the batch's transaction is aborted; handling its events one by one")
+        for _i, _d, env, payload, handler in work:
+            if env.id not in new:  # processed before, or a second copy within this batch
+                outcomes.append(("duplicate", None))
+                continue
+            new.discard(env.id)
+            started = time.perf_counter()
+            with context.bound(env.correlation_id or env.id, env.id):
+                with UnitOfWork(self.rt, conn, session=session) as uow:
+                    handler(uow, env, payload)
+                    emitted += uow.emitted
+            outcomes.append(("ok", time.perf_counter() - started))
+        write_outbox(self.rt, session)  # the batch's events: one INSERT, pipelined
+        session.flush()
+        return outcomes, emitted
+
+    def _in_transaction(self, conn, work) -> list[tuple[str, float | None]]:
+        with conn.begin() as tx:
+            session = joined_session(self.rt, conn)  # one session for the batch's handlers
+            try:
+                with pipelined(conn, begin=True) as commit_with_last_sync:
+                    # BEGIN goes with this statement (it syncs the pipeline: its result is read)
+                    new = self.mark_processed_many(conn, [w[2] for w in work])
+                    outcomes, emitted = self._run_handlers(conn, session, work, new)
+                    if not tx.is_active:  # a handler rolled the shared transaction back: nothing of it holds
+                        raise RuntimeError("a handler ended the batch's transaction; handling its events one by one")
+                    if failed_transaction(conn):  # a handler swallowed a database error: COMMIT would roll back
+                        raise RuntimeError("the batch's transaction is aborted; handling its events one by one")
+                    commit_with_last_sync()
+            finally:
+                session.close()
         if emitted:
             metrics.EVENTS_EMITTED.labels(self.rt.name).inc(emitted)
             self.rt.outbox_wake.set()
@@ -231,28 +294,43 @@ def _deferrable(statement: str) -> bool:
 
 
 @contextlib.contextmanager
-def pipelined(conn):
+def pipelined(conn, begin: bool = False):
     """On PostgreSQL, psycopg's pipeline mode over the block: the batch's INSERTs whose result no one
     reads (see `_deferrable`) are sent without waiting for the server, so the handlers' writes cost
     about one round trip for the batch instead of one each. Any other statement syncs the pipeline
     first (its result and every earlier one are in when it returns), so reads see the earlier writes
     and rowcounts are right. An error of a deferred INSERT surfaces at a later statement or when the
     block ends, and fails the batch, which is then handled one event per transaction without
-    pipelining (so the failing event is the one retried). Elsewhere: nothing."""
+    pipelining (so the failing event is the one retried). Elsewhere: nothing.
+
+    Yields `commit`: called last in the block, it queues the transaction's COMMIT, which then goes with
+    the pipeline's closing sync instead of a round trip of its own; the block's end raises if it
+    failed. Safe against an aborted transaction (whose COMMIT would report success and roll back):
+    an error already read shows in the transaction status, which the caller checks first, and an
+    error not yet read aborts the pipeline up to the sync, so the COMMIT is skipped and the error
+    raised. On other databases `commit` does nothing (the transaction's own commit follows).
+
+    begin=True: `conn` is in autocommit mode (`Dispatcher._connect`) and the block opens the
+    transaction itself with a BEGIN queued ahead of the block's first statement, so both go in one
+    round trip (in a transaction psycopg opens, its BEGIN is synced on its own)."""
     if conn.dialect.name != "postgresql":
-        yield
+        yield _nothing
         return
     driver = conn.connection.driver_connection
     dbapi_error = conn.dialect.loaded_dbapi.Error
     try:
         with driver.pipeline() as pipe:
+            if begin:
+                driver.execute("BEGIN")
+
             def after_execute(_conn, _cursor, statement, _params, _context, _many):
                 if not _deferrable(statement):
                     pipe.sync()  # inside SQLAlchemy's execute: its errors come wrapped as usual
 
             event.listen(conn, "after_cursor_execute", after_execute)
             try:
-                yield
+                # SQLAlchemy's own commit afterwards finds the transaction ended and sends nothing
+                yield functools.partial(driver.execute, "COMMIT")
             finally:
                 event.remove(conn, "after_cursor_execute", after_execute)
     except dbapi_error as exc:
@@ -260,6 +338,32 @@ def pipelined(conn):
         # error as SQLAlchemy would (IntegrityError, OperationalError…), so that `is_transient`
         # tells a lost database (requeue the batch) from a bad event (one by one)
         raise DBAPIError.instance(None, None, exc, dbapi_error, dialect=conn.dialect) from exc
+
+
+def _nothing() -> None:
+    pass
+
+
+def _idle(conn) -> bool:
+    """The connection is usable for the next batch: no transaction or pipeline left open."""
+    if conn.closed or conn.invalidated:
+        return False
+    from psycopg.pq import TransactionStatus
+    with contextlib.suppress(Exception):
+        driver = conn.connection.driver_connection
+        return not driver.broken and driver.info.transaction_status == TransactionStatus.IDLE
+    return False
+
+
+def _lost(conn, exc: Exception) -> bool:
+    """The error says the connection is gone (as opposed to a bad event or a busy database)."""
+    if isinstance(exc, DisconnectionError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
+        return True
+    if conn.closed or conn.invalidated:
+        return True
+    with contextlib.suppress(Exception):
+        return conn.connection.driver_connection.broken
+    return True
 
 
 def failed_transaction(conn) -> bool:

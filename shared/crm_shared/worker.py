@@ -42,9 +42,13 @@ class Worker:
         self.jobs = tuple(runtime.definition.jobs) + (retention.JOB,)
 
     def _consume(self):
-        dispatcher = Dispatcher(self.rt, self.rt.definition.handlers)
-        self.rt.bus.consume_batches(self.rt.name, dispatcher.handle_batch, self.stop,
-                                    prefetch=self.rt.settings.prefetch, max_batch=self.rt.settings.consume_batch)
+        # the consume thread keeps one database connection from batch to batch (inbox.Dispatcher)
+        dispatcher = Dispatcher(self.rt, self.rt.definition.handlers, own_connection=True)
+        try:
+            self.rt.bus.consume_batches(self.rt.name, dispatcher.handle_batch, self.stop,
+                                        prefetch=self.rt.settings.prefetch, max_batch=self.rt.settings.consume_batch)
+        finally:
+            dispatcher.close()
 
     def start(self) -> "Worker":
         while not self.stop.is_set():

@@ -1,6 +1,7 @@
 """The consumer's batches: several waiting deliveries handled in one transaction, with the same
 guarantees as one at a time (each effect once, a failing event retried alone, acknowledgements
 only after the commit)."""
+import sys
 import threading
 
 import pytest
@@ -14,9 +15,24 @@ from crm_shared.inbox import Dispatcher
 from crm_shared.runtime import Runtime
 from crm_shared.testing import demo_counts, demo_settings, make_demo_service, wait_until
 
+PlainDispatcher = Dispatcher  # the class (the name `Dispatcher` may be swapped per test: `connection_mode`)
+
+
+@pytest.fixture(params=["pooled", "own"])
+def connection_mode(request, monkeypatch):
+    """Every test of this module twice: with a Dispatcher that takes a pooled connection per batch,
+    and with the Worker's, which keeps its own connection from one batch to the next."""
+    made = []
+    if request.param == "own":
+        def own(*args, **kwargs):
+            made.append(PlainDispatcher(*args, own_connection=True, **kwargs))
+            return made[-1]
+        monkeypatch.setattr(sys.modules[__name__], "Dispatcher", own)
+    return made
+
 
 @pytest.fixture
-def consumer(database_url, tmp_path):
+def consumer(database_url, tmp_path, connection_mode):
     d = make_demo_service("b")
     rt = Runtime(d, demo_settings("b", database_url, f"sqlite:///{tmp_path}/bus.db", "x"))
     d.metadata.create_all(rt.engine)
@@ -24,6 +40,8 @@ def consumer(database_url, tmp_path):
     event.listen(rt.engine, "commit", lambda conn: commits.append(1))
     rt.commits = commits
     yield rt
+    for dispatcher in connection_mode:
+        dispatcher.close()
     rt.close()
 
 
@@ -263,6 +281,7 @@ def test_a_handler_that_swallows_a_database_error_cannot_make_a_batch_commit_not
     assert {i: counts.get(i) for i in acked} == {i: 1 for i in acked}
     assert {env.id for _, env in batch[:3]} <= acked
     if rt.is_postgres:  # aborted: retried (SQLite's transaction survives a failed statement)
+        print("DECISION", decisions[3])
         assert decisions[3][0] is Outcome.RETRY and "aborted" in decisions[3][1]
 
 
@@ -322,5 +341,151 @@ def test_a_batch_counts_every_event_in_the_metrics_once(consumer):
     after = snapshot()
     assert {k: after[k] - before[k] for k in after} == {"ok": 7, "duplicate": 2, "dead": 0, "observed": 7,
                                                          "invalid": 1}
-    d(delivery("alone")[0])  # one event alone takes the one-transaction path
+    d(delivery("alone")[0])  # one event alone (pooled: the one-transaction path; kept connection: the batch path)
     assert sample("crm_events_consumed_total", type="lead.created", outcome="ok") - after["ok"] == 1
+
+
+# -- the Worker's Dispatcher keeps its connection between batches -------------------------------------
+
+def test_the_kept_connection_serves_every_batch_and_a_lost_one_is_replaced_without_losing_the_batch(consumer):
+    """own_connection: no pool checkout (with its pre-ping) per batch; when the database drops the
+    connection between two batches, the next batch is handled on a new one: acknowledged, each
+    effect once, no retry used. If the new one fails too, the batch is requeued (database down)."""
+    rt = consumer
+    if not rt.is_postgres:
+        pytest.skip("the kept connection is PostgreSQL's")
+    from sqlalchemy import text
+    checkouts = []
+    event.listen(rt.engine, "checkout", lambda *_: checkouts.append(1))
+    d = PlainDispatcher(rt, rt.definition.handlers, own_connection=True)
+    try:
+        first = [delivery(f"a{i}") for i in range(3)]
+        assert d.handle_batch([b[0] for b in first]) == [(Outcome.ACK, None, 0)] * 3
+        pid = d._conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        d._conn.rollback()
+        checkouts.clear()
+        second = [delivery(f"b{i}") for i in range(3)] + [delivery("alone")]
+        assert d.handle_batch([b[0] for b in second[:3]]) == [(Outcome.ACK, None, 0)] * 3
+        assert d.handle_batch([second[3][0]]) == [(Outcome.ACK, None, 0)]
+        assert checkouts == []  # the same connection, no checkout and no pre-ping
+        with rt.engine.connect() as c:  # the database drops it (restart, network cut, admin)
+            assert c.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar_one()
+            c.commit()
+        checkouts.clear()
+        third = [delivery(f"c{i}") for i in range(3)]
+        assert d.handle_batch([b[0] for b in third] + [first[0][0]]) == [(Outcome.ACK, None, 0)] * 4
+        assert checkouts == [1]  # replaced once
+        assert d._conn.execute(text("SELECT pg_backend_pid()")).scalar_one() != pid
+        d._conn.rollback()
+        assert demo_counts(rt.engine, rt.definition.metadata) == {env.id: 1 for _, env in first + second + third}
+
+        # lost again, and no new connection can be had: the batch goes back to the queue untouched
+        pid = d._conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        d._conn.rollback()
+        with rt.engine.connect() as c:
+            c.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+            c.commit()
+
+        def refuse(*_):
+            raise OperationalError("connect", {}, Exception("connection refused"))
+        event.listen(rt.engine, "checkout", refuse)
+        fourth = [delivery(f"d{i}") for i in range(3)]
+        decisions = d.handle_batch([b[0] for b in fourth])
+        assert [x[0] for x in decisions] == [Outcome.REQUEUE] * 3, decisions
+        event.remove(rt.engine, "checkout", refuse)
+        assert d.handle_batch([b[0] for b in fourth]) == [(Outcome.ACK, None, 0)] * 3
+        assert demo_counts(rt.engine, rt.definition.metadata) == {
+            env.id: 1 for _, env in first + second + third + fourth}
+    finally:
+        d.close()
+
+
+def test_a_batch_whose_commit_went_through_on_a_lost_connection_is_not_applied_twice(consumer, monkeypatch):
+    """The connection breaks after the batch's COMMIT reached the database but before the reply:
+    the batch is handled again on a new connection, where the inbox rows make every event a
+    duplicate, so it is acknowledged with each effect once."""
+    rt = consumer
+    if not rt.is_postgres:
+        pytest.skip("the kept connection is PostgreSQL's")
+    from sqlalchemy import text
+    d = PlainDispatcher(rt, rt.definition.handlers, own_connection=True)
+    try:
+        warm, warm_env = delivery("warm")
+        d.handle_batch([warm])
+        pid = d._conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        d._conn.rollback()
+        real = d._in_transaction
+        calls = []
+
+        def commit_then_lose(conn, work):
+            calls.append(1)
+            out = real(conn, work)
+            if len(calls) == 1:  # committed; now the connection dies before we hear of it
+                with rt.engine.connect() as c:
+                    c.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+                    c.commit()
+                conn.execute(text("SELECT 1"))
+            return out
+
+        monkeypatch.setattr(d, "_in_transaction", commit_then_lose)
+        batch = [delivery(f"n{i}") for i in range(4)]
+        assert d.handle_batch([b[0] for b in batch]) == [(Outcome.ACK, None, 0)] * 4
+        assert len(calls) == 2
+        assert demo_counts(rt.engine, rt.definition.metadata) == {env.id: 1 for _, env in [(warm, warm_env)] + batch}
+    finally:
+        d.close()
+
+
+def test_no_connection_goes_back_to_the_pool_in_autocommit_mode(consumer):
+    """The batch's connection runs in autocommit mode (its BEGIN is sent with the first statement):
+    once back in the pool it must be transactional again, or a later user's transaction would not
+    be one."""
+    rt = consumer
+    if not rt.is_postgres:
+        pytest.skip("autocommit batches are PostgreSQL's")
+    for own in (False, True):
+        d = PlainDispatcher(rt, rt.definition.handlers, own_connection=own)
+        assert d.handle_batch([delivery(f"{own}{i}")[0] for i in range(3)]) == [(Outcome.ACK, None, 0)] * 3
+        assert d.handle_batch([delivery(f"{own}-alone")[0]]) == [(Outcome.ACK, None, 0)]
+        d.close()
+    held = [rt.engine.connect() for _ in range(rt.engine.pool.checkedin())]  # every pooled connection
+    try:
+        assert held and not any(c.connection.driver_connection.autocommit for c in held)
+        marks = marks_table(rt)
+        for c in held:  # and a rolled back write leaves nothing
+            c.execute(marks.insert().values(key=f"k{id(c)}", n=1))
+            c.rollback()
+    finally:
+        for c in held:
+            c.close()
+    with rt.engine.connect() as c:
+        assert c.execute(select(func.count()).select_from(marks)).scalar_one() == 0
+
+
+def test_a_handler_savepoint_that_rolls_back_keeps_the_rest_of_the_batch(consumer):
+    """Handlers use savepoints (`session.begin_nested()`, e.g. a unique insert that may lose a race):
+    rolled back to the savepoint, the handler's other writes and the rest of the batch commit, once;
+    on PostgreSQL inside the BEGIN the batch sends itself (autocommit connection)."""
+    from sqlalchemy.exc import IntegrityError
+    rt = consumer
+    marks = marks_table(rt)
+    with rt.engine.begin() as c:
+        c.execute(marks.insert().values(key="taken", n=0))
+
+    def handler(uow, env, payload):
+        try:
+            with uow.session.begin_nested():
+                uow.session.execute(marks.insert().values(key="taken", n=1))
+                uow.session.execute(select(marks.c.n).where(marks.c.key == "taken")).all()  # the error shows
+        except IntegrityError:
+            pass  # lost the race: the savepoint is rolled back, the transaction goes on
+        uow.session.execute(marks.insert().values(key=env.id, n=2))
+        rt.definition.handlers["lead.created"](uow, env, payload)
+
+    batch = [delivery(f"n{i}") for i in range(4)]
+    # (on PostgreSQL the savepoint's error aborts the batch's pipeline, so the batch is redone one
+    # event per transaction, as before this Dispatcher kept its connection: slower, not wrong)
+    assert Dispatcher(rt, {"lead.created": handler}).handle_batch([b[0] for b in batch]) == [(Outcome.ACK, None, 0)] * 4
+    assert demo_counts(rt.engine, rt.definition.metadata) == {env.id: 1 for _, env in batch}
+    with rt.engine.connect() as c:
+        assert dict(c.execute(select(marks.c.key, marks.c.n)).all()) == {"taken": 0, **{env.id: 2 for _, env in batch}}
