@@ -19,6 +19,7 @@ from sqlalchemy import and_, func, or_, select, update
 
 from crm_shared import tracing
 
+from . import cache
 from . import models as m
 from . import store
 from .channels import ChannelDown, SendError
@@ -201,9 +202,14 @@ def _insert_inbox_item(insert):
     return insert(m.inbox_items).on_conflict_do_nothing()
 
 
-def _write_inbox(s, delivery_id, recipient, event_id, event_type, subject, body, payload, attempt, now) -> None:
-    """The inbox item and the try, in the caller's transaction (the item is unique on its delivery)."""
-    s.execute(store.prepared(s, "inbox item", _insert_inbox_item), dict(
+def _write_inbox(s, delivery_id, recipient, event_id, event_type, subject, body, payload, attempt, now,
+                 fresh: bool = False) -> None:
+    """The inbox item and the try, in the caller's transaction (the item is unique on its delivery).
+    `fresh`: the delivery was added by this transaction, so no item can exist for it yet and the
+    item is a plain INSERT (no ON CONFLICT), which a pipelined consumer batch sends without waiting
+    for its reply (crm_shared.inbox.pipelined)."""
+    s.execute(store.prepared(s, "new inbox item" if fresh else "inbox item",
+                             (lambda _: m.inbox_items.insert()) if fresh else _insert_inbox_item), dict(
         user_id=recipient, delivery_id=delivery_id, event_id=event_id, event_type=event_type,
         topic=topic_of(event_type), title=subject or event_type, body=body or "", refs=payload or {}, created_at=now))
     s.execute(store.prepared(s, "attempt", lambda _: m.delivery_attempts.insert()), dict(
@@ -224,15 +230,15 @@ def _to_inbox(rt, row, now) -> None:
 
 def to_inbox_now(s, service: str, rows: list[tuple[int, dict]], now) -> int:
     """In-app deliveries just planned and due now (`Planner.deliver_now`; their rows were inserted
-    as `sent`), written to the inbox in the planning transaction (the consumer's) rather than by
-    the next dispatch run: an in-app item is never held or throttled, so waiting for the job's
-    tick would only add latency."""
+    as `sent` by this transaction), written to the inbox in the planning transaction (the
+    consumer's) rather than by the next dispatch run: an in-app item is never held or throttled, so
+    waiting for the job's tick would only add latency."""
     for delivery_id, v in rows:
         # a child of the event's processing span, as the dispatch job's span would be (no-op when off)
         with tracing.span_from(service, "notify deliver inbox", None,
                                **{"crm.delivery_id": int(delivery_id), "crm.event_type": v["event_type"]}):
             _write_inbox(s, delivery_id, v["recipient"], v["event_id"], v["event_type"], v.get("subject"),
-                         v.get("body"), v.get("payload"), 1, now)
+                         v.get("body"), v.get("payload"), 1, now, fresh=True)
     return len(rows)
 
 
@@ -272,6 +278,8 @@ def _record_failure(rt, row, now, exc: SendError, ms, hook) -> None:
             if hook is not None:
                 _hook_failed(rt, s, hook, now, error)
         uow.commit()
+    if nxt is None and hook is not None:
+        cache.clear(rt.engine)  # the hook may be disabled now: plan no more for it
     log.warning("delivery failed", extra={"delivery_id": row.id, "channel": row.channel, "attempt": attempts,
                                           "error": error, "retry_at": nxt.isoformat() if nxt else None})
 
