@@ -15,7 +15,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 
 from crm_shared import tracing
 
@@ -50,6 +50,20 @@ def channels_of(runtime) -> Channels:
     if ch is None:
         ch = runtime.__dict__["_notify_channels"] = Channels(config_of(runtime))
     return ch
+
+
+# statements run for every row, built once (building one with its values inside, and its cache key,
+# costs more CPU than running it): the values go in as parameters
+_SET_DELIVERY = update(m.deliveries).where(m.deliveries.c.id == bindparam("delivery_id_"))
+_SENT_IN_WINDOW = select(func.count(), func.min(m.deliveries.c.sent_at)).where(
+    m.deliveries.c.recipient == bindparam("recipient"), m.deliveries.c.channel == bindparam("channel"),
+    m.deliveries.c.status == "sent", m.deliveries.c.sent_at > bindparam("since"))
+_ATTEMPT = m.delivery_attempts.insert()
+
+
+def _set_delivery(s, delivery_id: int, **values) -> None:
+    """UPDATE deliveries SET <values> WHERE id = delivery_id (the SET clause follows the keys given)."""
+    s.execute(_SET_DELIVERY, {"delivery_id_": delivery_id, **values})
 
 
 def claim(rt, limit: int) -> list:
@@ -129,8 +143,7 @@ def _release(rt, row, why: str, delay: timedelta | None = None) -> None:
 
 def _finish(rt, row, **values) -> None:
     with rt.uow() as uow:
-        uow.session.execute(update(m.deliveries).where(m.deliveries.c.id == row.id)
-                            .values(lease_until=None, **values))
+        _set_delivery(uow.session, row.id, lease_until=None, **values)
         uow.commit()
 
 
@@ -144,8 +157,7 @@ def _deliver(rt, row) -> None:
         if row.recipient.startswith("webhook:"):
             hook = s.execute(select(m.webhooks).where(m.webhooks.c.id == int(row.recipient.split(":", 1)[1]))).first()
         else:
-            rec = store.recipient(s, row.recipient)
-            pref = store.preference(s, row.recipient)
+            rec, pref = store.person(s, row.recipient)
             # quiet hours: an SMS is held until they end (not dropped); critical messages go at once
             if row.channel == "sms" and not row.critical:
                 start, end = store.quiet_hours(rec, pref)
@@ -155,9 +167,8 @@ def _deliver(rt, row) -> None:
             # throttle: beyond N per window the message goes into the next digest
             if decision[0] == "send" and row.channel != "inbox" and row.kind != "digest" and not row.critical:
                 window_start = now - timedelta(seconds=cfg.throttle_window_seconds)
-                sent = s.execute(select(func.count(), func.min(m.deliveries.c.sent_at)).where(
-                    m.deliveries.c.recipient == row.recipient, m.deliveries.c.channel == row.channel,
-                    m.deliveries.c.status == "sent", m.deliveries.c.sent_at > window_start)).first()
+                sent = s.execute(_SENT_IN_WINDOW, {"recipient": row.recipient, "channel": row.channel,
+                                                   "since": window_start}).first()
                 if sent[0] >= cfg.throttle_max:
                     decision = ("throttle", utc(sent[1]) + timedelta(seconds=cfg.throttle_window_seconds), sent[0])
     if decision[0] == "hold":
@@ -212,7 +223,7 @@ def _write_inbox(s, delivery_id, recipient, event_id, event_type, subject, body,
                              (lambda _: m.inbox_items.insert()) if fresh else _insert_inbox_item), dict(
         user_id=recipient, delivery_id=delivery_id, event_id=event_id, event_type=event_type,
         topic=topic_of(event_type), title=subject or event_type, body=body or "", refs=payload or {}, created_at=now))
-    s.execute(store.prepared(s, "attempt", lambda _: m.delivery_attempts.insert()), dict(
+    s.execute(_ATTEMPT, dict(
         delivery_id=delivery_id, attempt=attempt, at=now, ok=True, error=None, duration_ms=0))
 
 
@@ -222,9 +233,8 @@ def _to_inbox(rt, row, now) -> None:
         s = uow.session
         _write_inbox(s, row.id, row.recipient, row.event_id, row.event_type, row.subject, row.body,
                      row.payload, row.attempts + 1, now)
-        s.execute(update(m.deliveries).where(m.deliveries.c.id == row.id).values(
-            status="sent", sent_at=now, attempts=row.attempts + 1, last_attempt_at=now, lease_until=None,
-            last_error=None))
+        _set_delivery(s, row.id, status="sent", sent_at=now, attempts=row.attempts + 1, last_attempt_at=now,
+                      lease_until=None, last_error=None)
         uow.commit()
 
 
@@ -245,11 +255,10 @@ def to_inbox_now(s, service: str, rows: list[tuple[int, dict]], now) -> int:
 def _record_success(rt, row, now, ms, hook) -> None:
     with rt.uow() as uow:
         s = uow.session
-        s.execute(m.delivery_attempts.insert().values(delivery_id=row.id, attempt=row.attempts + 1, at=now, ok=True,
-                                                      error=None, duration_ms=ms))
-        s.execute(update(m.deliveries).where(m.deliveries.c.id == row.id).values(
-            status="sent", sent_at=now, attempts=row.attempts + 1, last_attempt_at=now, lease_until=None,
-            last_error=None, note=None))
+        s.execute(_ATTEMPT, dict(delivery_id=row.id, attempt=row.attempts + 1, at=now, ok=True, error=None,
+                                 duration_ms=ms))
+        _set_delivery(s, row.id, status="sent", sent_at=now, attempts=row.attempts + 1, last_attempt_at=now,
+                      lease_until=None, last_error=None, note=None)
         if hook is not None:
             s.execute(update(m.webhooks).where(m.webhooks.c.id == hook.id).values(consecutive_failures=0))
         uow.commit()
@@ -265,16 +274,13 @@ def _record_failure(rt, row, now, exc: SendError, ms, hook) -> None:
         cfg.retry_max_attempts)
     with rt.uow() as uow:
         s = uow.session
-        s.execute(m.delivery_attempts.insert().values(delivery_id=row.id, attempt=attempts, at=now, ok=False,
-                                                      error=error, duration_ms=ms))
+        s.execute(_ATTEMPT, dict(delivery_id=row.id, attempt=attempts, at=now, ok=False, error=error, duration_ms=ms))
         if nxt is not None:
-            s.execute(update(m.deliveries).where(m.deliveries.c.id == row.id).values(
-                status="pending", due_at=nxt, attempts=attempts, last_attempt_at=now, last_error=error,
-                lease_until=None, note=f"retry {attempts + 1} at {nxt.isoformat()}"))
+            _set_delivery(s, row.id, status="pending", due_at=nxt, attempts=attempts, last_attempt_at=now,
+                          last_error=error, lease_until=None, note=f"retry {attempts + 1} at {nxt.isoformat()}")
         else:
-            s.execute(update(m.deliveries).where(m.deliveries.c.id == row.id).values(
-                status="failed", attempts=attempts, last_attempt_at=now, last_error=error, lease_until=None,
-                note="gave up" if not exc.permanent else "permanent error"))
+            _set_delivery(s, row.id, status="failed", attempts=attempts, last_attempt_at=now, last_error=error,
+                          lease_until=None, note="gave up" if not exc.permanent else "permanent error")
             if hook is not None:
                 _hook_failed(rt, s, hook, now, error)
         uow.commit()
