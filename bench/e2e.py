@@ -203,7 +203,8 @@ def run() -> str:
             parts.append("\n".join([
                 f"#### {variant}: this checkout and {rev} in turn ({ROUNDS} round(s))", "",
                 C.md_table(["Round", "Code", "Achieved /s", "e2e p50 ms", "e2e p99 ms", "bare p50 ms", "e2e / bare"]
-                           + [f"{k} p50 ms" for k in HOPS if k != "total"], rows)]))
+                           + [f"{k} p50 ms" for k in HOPS if k != "total"]
+                           + [f"e2e p50 ms at {LOW_RATE}/s", f"bare p50 ms at {LOW_RATE}/s"], rows)]))
         return "\n\n".join(parts)
 
 
@@ -427,7 +428,7 @@ def _run(variant: str, code: Path | None = None) -> tuple[str, list]:
             "#### Memory: peak RSS (VmHWM, MB) of each process after the run (gunicorn: master / workers)", "",
             C.md_table(["Service", "Process", "Peak RSS MB"], mem)]
     summary = [C.fmt_rate(achieved), C.fmt_ms(p50), C.fmt_ms(C.percentile(e2e, 99)), C.fmt_ms(bare50), f"{ratio:.1f}x"] + \
-        [C.fmt_ms(C.percentile(v, 50)) for k, v in hops.items() if k != "total"]
+        [C.fmt_ms(C.percentile(v, 50)) for k, v in hops.items() if k != "total"] + [C.fmt_ms(low50), C.fmt_ms(low_bare50)]
     return "\n".join(out), summary
 
 
