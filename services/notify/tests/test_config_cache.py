@@ -157,3 +157,20 @@ def test_an_event_nobody_is_subscribed_to_costs_only_its_processed_row(env_db):
     env = env_db
     env.publish("lead.created", {**CREATED, "lead_id": "L0"})
     assert _statements(env, "lead.created", {**CREATED, "lead_id": "L1"}) == ["INSERT processed_events"]
+
+
+def test_a_message_planned_twice_in_one_event_is_written_once(env_db):
+    """The event's deliveries go in one INSERT: a custom subscription that repeats the shipped one
+    (same recipient and channel) still makes one delivery and one inbox item, and the other
+    channels are kept."""
+    env = env_db
+    env.recipient("u1")
+    r = env.client.post("/v1/subscriptions", headers=env.admin(), json={
+        "event_type": "lead.assigned", "recipient_kind": "field", "recipient_value": "owner_id",
+        "channels": ["inbox", "sms"]})
+    assert r.status_code == 201, r.json
+    e = env.publish("lead.assigned", LEAD)
+    assert sorted(d.channel for d in env.deliveries(event_id=e.id)) == ["email", "inbox", "sms"]
+    assert len(inbox(env, "u1")) == 1
+    env.deliver(e, attempts=1)  # redelivered: nothing more
+    assert len(env.deliveries(event_id=e.id)) == 3 and len(inbox(env, "u1")) == 1
