@@ -11,6 +11,12 @@ latency is broken into hops from timestamps the services store anyway. Also each
 Sizes: BENCH_E2E_RATE (leads/s, 100), BENCH_E2E_SECONDS (60), BENCH_E2E_SENDERS (client threads, 16),
 BENCH_E2E_BARE_SECONDS (15), BENCH_E2E_LOW_RATE / BENCH_E2E_LOW_SECONDS (15/s for 10 s: the same path
 and baseline again at a rate intake sustains), BENCH_E2E_VARIANTS (postgres,embedded).
+
+BENCH_E2E_BEFORE=/path/to/an/older/checkout runs each variant again with that checkout's services and
+shared code (first on the processes' PYTHONPATH; the databases get this checkout's migrations, so the
+two must have the same schema), in turn with this checkout's, BENCH_E2E_ROUNDS times (1), and adds a
+table of the runs side by side (e.g. `git worktree add --detach /tmp/before <rev>`); `make bench`
+leaves it out.
 (This module must not import the `leads` package's name: bench/leads.py is a module called `leads`.)"""
 from __future__ import annotations
 
@@ -171,13 +177,40 @@ class services_importable:
         return False
 
 
+BEFORE = os.environ.get("BENCH_E2E_BEFORE")
+ROUNDS = int(os.environ.get("BENCH_E2E_ROUNDS", "1"))
+
+
 def run() -> str:
     with services_importable():
         parts = []
         for variant in VARIANTS:
-            if variant in ONLY:
-                parts.append(_run(variant))
+            if variant not in ONLY:
+                continue
+            if not BEFORE:
+                parts.append(_run(variant)[0])
+                continue
+            tree = Path(BEFORE).resolve()
+            rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tree, capture_output=True,
+                                 text=True).stdout.strip()
+            rows = []
+            for r in range(ROUNDS):
+                for label, code in (("this checkout", None), (f"{rev} (BENCH_E2E_BEFORE)", tree)):
+                    text, summary = _run(variant, code)
+                    if r == 0 and code is None:
+                        parts.append(text)
+                    rows.append([str(r + 1), label] + summary)
+            parts.append("\n".join([
+                f"#### {variant}: this checkout and {rev} in turn ({ROUNDS} round(s))", "",
+                C.md_table(["Round", "Code", "Achieved /s", "e2e p50 ms", "e2e p99 ms", "bare p50 ms", "e2e / bare"]
+                           + [f"{k} p50 ms" for k in HOPS if k != "total"]
+                           + [f"e2e p50 ms at {LOW_RATE}/s", f"bare p50 ms at {LOW_RATE}/s"], rows)]))
         return "\n\n".join(parts)
+
+
+def _code_path(tree: Path) -> str:
+    """PYTHONPATH that puts an older checkout's services and shared code before the installed ones."""
+    return os.pathsep.join([str(p) for p in sorted((tree / "services").iterdir()) if p.is_dir()] + [str(tree / "shared")])
 
 
 def _stamp(v) -> float:
@@ -230,7 +263,8 @@ VARIANTS = ("postgres", "embedded")
 ONLY = tuple(os.environ.get("BENCH_E2E_VARIANTS", ",".join(VARIANTS)).split(","))
 
 
-def _run(variant: str) -> str:
+def _run(variant: str, code: Path | None = None) -> tuple[str, list]:
+    """The variant's Markdown section and a summary row; `code`: an older checkout to run instead."""
     from crm_shared import service as services
     from crm_shared.platform import Platform, free_port
     from sqlalchemy import create_engine, text
@@ -249,6 +283,8 @@ def _run(variant: str) -> str:
                 urls = {n: stack.enter_context(C.postgres_database(f"bench_e2e_{n.replace('-', '_')}")) for n in names}
                 bus_url, bare_url = C.AMQP_URL, stack.enter_context(C.postgres_database("bench_e2e_bare"))
             env = {"LOG_LEVEL": "WARNING", "BUS_DECLARE_PLATFORM": "1"}
+            if code is not None:
+                env["PYTHONPATH"] = _code_path(code)
             p = Platform(f"{tmp}/data", bus_url=bus_url, namespace=None if embedded else ns, database_urls=urls,
                          ports="free", env=env, log_dir=f"{tmp}/logs")
             urls = {n: s.database_url for n, s in p.services.items()}
@@ -391,7 +427,9 @@ def _run(variant: str) -> str:
                 for k, v in hops.items()]), "",
             "#### Memory: peak RSS (VmHWM, MB) of each process after the run (gunicorn: master / workers)", "",
             C.md_table(["Service", "Process", "Peak RSS MB"], mem)]
-    return "\n".join(out)
+    summary = [C.fmt_rate(achieved), C.fmt_ms(p50), C.fmt_ms(C.percentile(e2e, 99)), C.fmt_ms(bare50), f"{ratio:.1f}x"] + \
+        [C.fmt_ms(C.percentile(v, 50)) for k, v in hops.items() if k != "total"] + [C.fmt_ms(low50), C.fmt_ms(low_bare50)]
+    return "\n".join(out), summary
 
 
 def Settings_delays():

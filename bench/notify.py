@@ -166,9 +166,9 @@ def run() -> str:
     return (f"{N:,} events published to the notify queue first, then drained by one worker (consumer + "
             "dispatch job, one process). *Delivered*: until the last inbox item is committed or the last "
             "signed webhook POST is answered by a local receiver; *consumed*: until the last event has been "
-            "turned into delivery rows. The dispatch job runs every second and sends in batches of 200 "
-            "(inbox items are written in one transaction each; webhook POSTs go one after another over a "
-            "kept-alive connection).\n\n" + table + "\n")
+            "turned into delivery rows. An in-app item due now is written by the consumer, in the transaction "
+            "that consumes its event; the dispatch job runs every second and sends the rest in batches of 200 "
+            "(webhook POSTs go one after another over a kept-alive connection).\n\n" + table + "\n")
 
 
 def _drop_namespace(ns: str) -> None:

@@ -44,6 +44,7 @@ def run(rt) -> int:
                     if (channel == "sms" and cust.mobile) or (channel == "email" and cust.email):
                         planner.add(event_id=event_id, event_type=template, recipient=cust.id, channel=channel,
                                     template=template, context=context, kind="greeting", honour_preferences=False)
+            planner.flush()
             uow.commit()
             planned += planner.created
     return planned

@@ -36,6 +36,7 @@ def run(rt) -> int:
             planner.add(event_id=f"digest:{key}", event_type="digest", recipient=recipient, channel=channel,
                         template="digest", context={"items": items, "count": len(items)}, kind="digest",
                         honour_preferences=False, payload={"delivery_ids": [str(i) for i in ids]})
+            planner.flush()
             digest_id = s.execute(select(d.c.id).where(d.c.event_id == f"digest:{key}", d.c.recipient == recipient,
                                                        d.c.channel == channel)).scalar_one()
             s.execute(update(d).where(d.c.id.in_(ids)).values(status="digested", digest_id=digest_id,

@@ -15,10 +15,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 
 from crm_shared import tracing
 
+from . import cache
 from . import models as m
 from . import store
 from .channels import ChannelDown, SendError
@@ -49,6 +50,20 @@ def channels_of(runtime) -> Channels:
     if ch is None:
         ch = runtime.__dict__["_notify_channels"] = Channels(config_of(runtime))
     return ch
+
+
+# statements run for every row, built once (building one with its values inside, and its cache key,
+# costs more CPU than running it): the values go in as parameters
+_SET_DELIVERY = update(m.deliveries).where(m.deliveries.c.id == bindparam("delivery_id_"))
+_SENT_IN_WINDOW = select(func.count(), func.min(m.deliveries.c.sent_at)).where(
+    m.deliveries.c.recipient == bindparam("recipient"), m.deliveries.c.channel == bindparam("channel"),
+    m.deliveries.c.status == "sent", m.deliveries.c.sent_at > bindparam("since"))
+_ATTEMPT = m.delivery_attempts.insert()
+
+
+def _set_delivery(s, delivery_id: int, **values) -> None:
+    """UPDATE deliveries SET <values> WHERE id = delivery_id (the SET clause follows the keys given)."""
+    s.execute(_SET_DELIVERY, {"delivery_id_": delivery_id, **values})
 
 
 def claim(rt, limit: int) -> list:
@@ -128,8 +143,7 @@ def _release(rt, row, why: str, delay: timedelta | None = None) -> None:
 
 def _finish(rt, row, **values) -> None:
     with rt.uow() as uow:
-        uow.session.execute(update(m.deliveries).where(m.deliveries.c.id == row.id)
-                            .values(lease_until=None, **values))
+        _set_delivery(uow.session, row.id, lease_until=None, **values)
         uow.commit()
 
 
@@ -143,8 +157,7 @@ def _deliver(rt, row) -> None:
         if row.recipient.startswith("webhook:"):
             hook = s.execute(select(m.webhooks).where(m.webhooks.c.id == int(row.recipient.split(":", 1)[1]))).first()
         else:
-            rec = store.recipient(s, row.recipient)
-            pref = store.preference(s, row.recipient)
+            rec, pref = store.person(s, row.recipient)
             # quiet hours: an SMS is held until they end (not dropped); critical messages go at once
             if row.channel == "sms" and not row.critical:
                 start, end = store.quiet_hours(rec, pref)
@@ -154,9 +167,8 @@ def _deliver(rt, row) -> None:
             # throttle: beyond N per window the message goes into the next digest
             if decision[0] == "send" and row.channel != "inbox" and row.kind != "digest" and not row.critical:
                 window_start = now - timedelta(seconds=cfg.throttle_window_seconds)
-                sent = s.execute(select(func.count(), func.min(m.deliveries.c.sent_at)).where(
-                    m.deliveries.c.recipient == row.recipient, m.deliveries.c.channel == row.channel,
-                    m.deliveries.c.status == "sent", m.deliveries.c.sent_at > window_start)).first()
+                sent = s.execute(_SENT_IN_WINDOW, {"recipient": row.recipient, "channel": row.channel,
+                                                   "since": window_start}).first()
                 if sent[0] >= cfg.throttle_max:
                     decision = ("throttle", utc(sent[1]) + timedelta(seconds=cfg.throttle_window_seconds), sent[0])
     if decision[0] == "hold":
@@ -201,12 +213,17 @@ def _insert_inbox_item(insert):
     return insert(m.inbox_items).on_conflict_do_nothing()
 
 
-def _write_inbox(s, delivery_id, recipient, event_id, event_type, subject, body, payload, attempt, now) -> None:
-    """The inbox item and the try, in the caller's transaction (the item is unique on its delivery)."""
-    s.execute(store.prepared(s, "inbox item", _insert_inbox_item), dict(
+def _write_inbox(s, delivery_id, recipient, event_id, event_type, subject, body, payload, attempt, now,
+                 fresh: bool = False) -> None:
+    """The inbox item and the try, in the caller's transaction (the item is unique on its delivery).
+    `fresh`: the delivery was added by this transaction, so no item can exist for it yet and the
+    item is a plain INSERT (no ON CONFLICT), which a pipelined consumer batch sends without waiting
+    for its reply (crm_shared.inbox.pipelined)."""
+    s.execute(store.prepared(s, "new inbox item" if fresh else "inbox item",
+                             (lambda _: m.inbox_items.insert()) if fresh else _insert_inbox_item), dict(
         user_id=recipient, delivery_id=delivery_id, event_id=event_id, event_type=event_type,
         topic=topic_of(event_type), title=subject or event_type, body=body or "", refs=payload or {}, created_at=now))
-    s.execute(store.prepared(s, "attempt", lambda _: m.delivery_attempts.insert()), dict(
+    s.execute(_ATTEMPT, dict(
         delivery_id=delivery_id, attempt=attempt, at=now, ok=True, error=None, duration_ms=0))
 
 
@@ -216,34 +233,32 @@ def _to_inbox(rt, row, now) -> None:
         s = uow.session
         _write_inbox(s, row.id, row.recipient, row.event_id, row.event_type, row.subject, row.body,
                      row.payload, row.attempts + 1, now)
-        s.execute(update(m.deliveries).where(m.deliveries.c.id == row.id).values(
-            status="sent", sent_at=now, attempts=row.attempts + 1, last_attempt_at=now, lease_until=None,
-            last_error=None))
+        _set_delivery(s, row.id, status="sent", sent_at=now, attempts=row.attempts + 1, last_attempt_at=now,
+                      lease_until=None, last_error=None)
         uow.commit()
 
 
 def to_inbox_now(s, service: str, rows: list[tuple[int, dict]], now) -> int:
     """In-app deliveries just planned and due now (`Planner.deliver_now`; their rows were inserted
-    as `sent`), written to the inbox in the planning transaction (the consumer's) rather than by
-    the next dispatch run: an in-app item is never held or throttled, so waiting for the job's
-    tick would only add latency."""
+    as `sent` by this transaction), written to the inbox in the planning transaction (the
+    consumer's) rather than by the next dispatch run: an in-app item is never held or throttled, so
+    waiting for the job's tick would only add latency."""
     for delivery_id, v in rows:
         # a child of the event's processing span, as the dispatch job's span would be (no-op when off)
         with tracing.span_from(service, "notify deliver inbox", None,
                                **{"crm.delivery_id": int(delivery_id), "crm.event_type": v["event_type"]}):
             _write_inbox(s, delivery_id, v["recipient"], v["event_id"], v["event_type"], v.get("subject"),
-                         v.get("body"), v.get("payload"), 1, now)
+                         v.get("body"), v.get("payload"), 1, now, fresh=True)
     return len(rows)
 
 
 def _record_success(rt, row, now, ms, hook) -> None:
     with rt.uow() as uow:
         s = uow.session
-        s.execute(m.delivery_attempts.insert().values(delivery_id=row.id, attempt=row.attempts + 1, at=now, ok=True,
-                                                      error=None, duration_ms=ms))
-        s.execute(update(m.deliveries).where(m.deliveries.c.id == row.id).values(
-            status="sent", sent_at=now, attempts=row.attempts + 1, last_attempt_at=now, lease_until=None,
-            last_error=None, note=None))
+        s.execute(_ATTEMPT, dict(delivery_id=row.id, attempt=row.attempts + 1, at=now, ok=True, error=None,
+                                 duration_ms=ms))
+        _set_delivery(s, row.id, status="sent", sent_at=now, attempts=row.attempts + 1, last_attempt_at=now,
+                      lease_until=None, last_error=None, note=None)
         if hook is not None:
             s.execute(update(m.webhooks).where(m.webhooks.c.id == hook.id).values(consecutive_failures=0))
         uow.commit()
@@ -259,19 +274,18 @@ def _record_failure(rt, row, now, exc: SendError, ms, hook) -> None:
         cfg.retry_max_attempts)
     with rt.uow() as uow:
         s = uow.session
-        s.execute(m.delivery_attempts.insert().values(delivery_id=row.id, attempt=attempts, at=now, ok=False,
-                                                      error=error, duration_ms=ms))
+        s.execute(_ATTEMPT, dict(delivery_id=row.id, attempt=attempts, at=now, ok=False, error=error, duration_ms=ms))
         if nxt is not None:
-            s.execute(update(m.deliveries).where(m.deliveries.c.id == row.id).values(
-                status="pending", due_at=nxt, attempts=attempts, last_attempt_at=now, last_error=error,
-                lease_until=None, note=f"retry {attempts + 1} at {nxt.isoformat()}"))
+            _set_delivery(s, row.id, status="pending", due_at=nxt, attempts=attempts, last_attempt_at=now,
+                          last_error=error, lease_until=None, note=f"retry {attempts + 1} at {nxt.isoformat()}")
         else:
-            s.execute(update(m.deliveries).where(m.deliveries.c.id == row.id).values(
-                status="failed", attempts=attempts, last_attempt_at=now, last_error=error, lease_until=None,
-                note="gave up" if not exc.permanent else "permanent error"))
+            _set_delivery(s, row.id, status="failed", attempts=attempts, last_attempt_at=now, last_error=error,
+                          lease_until=None, note="gave up" if not exc.permanent else "permanent error")
             if hook is not None:
                 _hook_failed(rt, s, hook, now, error)
         uow.commit()
+    if nxt is None and hook is not None:
+        cache.clear(rt.engine)  # the hook may be disabled now: plan no more for it
     log.warning("delivery failed", extra={"delivery_id": row.id, "channel": row.channel, "attempt": attempts,
                                           "error": error, "retry_at": nxt.isoformat() if nxt else None})
 

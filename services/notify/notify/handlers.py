@@ -111,7 +111,7 @@ def handle(uow, env, payload: dict) -> None:
     # in-app items due now go to the inbox in this transaction (email, SMS, webhooks, and whatever
     # is scheduled, held or digested, stay for the dispatch job)
     planner.deliver_now(uow.runtime.name)
-    trace = tracing.current_context(uow.runtime.name)  # None unless tracing is on
+    trace = tracing.current_context(uow.runtime.name) if planner.created else None  # None unless tracing is on
     if trace:
         # the deliveries continue this event's trace when the dispatch job sends them
         s.execute(update(m.deliveries).where(m.deliveries.c.event_id == env.id, m.deliveries.c.trace_context.is_(None))

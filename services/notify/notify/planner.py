@@ -2,7 +2,10 @@
 service here: the dispatch job sends email, SMS and webhooks when due; in-app items due now are
 written to the inbox in this transaction (`deliver_now`). The rows are unique on (event id, recipient, channel), so
 planning the same event twice (a redelivery that got past the inbox, a replayed dead letter)
-cannot make a second message."""
+cannot make a second message.
+
+`add` only prepares a row; `flush` (which `deliver_now` calls) writes the rows prepared so far in
+one statement. Whoever plans calls one of the two before reading the rows or committing."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -26,8 +29,11 @@ def refs_of(payload: dict) -> dict:
 
 
 def _insert_delivery(insert):
-    # unique on (event id, recipient, channel): a second planning of the same message adds nothing
-    return insert(m.deliveries).on_conflict_do_nothing().returning(m.deliveries.c.id)
+    # unique on (event id, recipient, channel): a second planning of the same message adds nothing.
+    # Run with a list of rows: one INSERT … VALUES (…), (…) RETURNING (SQLAlchemy's insertmanyvalues),
+    # which returns only the rows added, in no set order, hence the key columns.
+    d = m.deliveries
+    return insert(d).on_conflict_do_nothing().returning(d.c.id, d.c.event_id, d.c.recipient, d.c.channel)
 
 
 class Planner:
@@ -35,17 +41,16 @@ class Planner:
         self.s = session
         self.now = now
         self.created = 0
+        self.pending: list[dict] = []   # rows `add` prepared, written by `flush`
         # in-app rows due now that nothing defers: (delivery id, row values), written to the inbox in
         # this same transaction by `deliver_now` instead of waiting for the dispatch job's tick
         self.immediate: list[tuple[int, dict]] = []
         self._people: dict = {}      # recipient id -> (recipient row, preference row), per event
-        self._templates: dict = {}   # (key, channel, language) -> custom template row or None
+        self._rendered: dict = {}    # (subject, body) -> (context, Rendered), see store.render_for
 
     def _person(self, rid: str):
         if rid not in self._people:
-            rec = store.recipient(self.s, rid)
-            pref = store.preference(self.s, rid) if not rid.startswith("customer:") else None
-            self._people[rid] = (rec, pref)
+            self._people[rid] = store.person(self.s, rid, with_preference=not rid.startswith("customer:"))
         return self._people[rid]
 
     # -- one message -----------------------------------------------------------------------------
@@ -53,6 +58,8 @@ class Planner:
             kind: str = "message", critical: bool = False, due_at: datetime | None = None,
             reason_key: str | None = None, language: str | None = None, payload: dict | None = None,
             honour_preferences: bool = True) -> bool:
+        """Prepare one message (written by `flush`); False when the recipient's preferences leave
+        this channel out."""
         rec = pref = None
         if not recipient.startswith("webhook:"):
             rec, pref = self._person(recipient)
@@ -76,7 +83,7 @@ class Planner:
                       language=lang, subject=None, body=None, html=None, sms_rule=None, last_error=None,
                       sent_at=None, last_attempt_at=None)
         try:
-            rendered, rule, used_lang = store.render_for(self.s, template, channel, lang, context, self._templates)
+            rendered, rule, used_lang = store.render_for(self.s, template, channel, lang, context, self._rendered)
             values.update(language=used_lang, subject=rendered.subject, body=rendered.text, html=rendered.html,
                           sms_rule=rule)
         except templates.TemplateError as exc:
@@ -85,20 +92,38 @@ class Planner:
                 values.update(status="failed", last_error=f"template: {exc}")
         # the dispatch job applies no rule to an in-app item that is due (quiet hours and digests are
         # for email/SMS, the throttle skips the inbox): it is sent now, in this transaction
-        now = channel == "inbox" and values["status"] == "pending" and due <= utc(self.now)
-        if now:
+        if channel == "inbox" and values["status"] == "pending" and due <= utc(self.now):
             values.update(status="sent", attempts=1, sent_at=self.now, last_attempt_at=self.now)
-        added = self.s.execute(store.prepared(self.s, "plan", _insert_delivery), values).first()
-        if added is not None and now:
-            self.immediate.append((added.id, values))
-        self.created += int(added is not None)
-        return added is not None
+        self.pending.append(values)
+        return True
+
+    def flush(self) -> int:
+        """Write the rows prepared so far, in one statement; returns how many were new (a row
+        already there, or prepared twice, is added once). The in-app rows due now that were added
+        wait for `deliver_now`."""
+        if not self.pending:
+            return 0
+        rows, self.pending = self.pending, []
+        before = self.created
+        added = {(r.event_id, r.recipient, r.channel): r.id
+                 for r in self.s.execute(store.prepared(self.s, "plan", _insert_delivery), rows)}
+        for values in rows:
+            key = (values["event_id"], values["recipient"], values["channel"])
+            if key in added and values["status"] == "sent":
+                self.immediate.append((added.pop(key), values))
+            elif key in added:
+                added.pop(key)
+            else:
+                continue
+            self.created += 1
+        return self.created - before
 
     def deliver_now(self, service: str) -> int:
         """Write the in-app items planned so far that are due now (their delivery rows were
         inserted as `sent`), in the planner's transaction: the inbox item, the try and the delivery
         commit together with the event (the inbox item is unique on the delivery, so there is
-        exactly one). Returns how many."""
+        exactly one). Writes the rows prepared so far first. Returns how many."""
+        self.flush()
         if not self.immediate:
             return 0
         from .dispatch import to_inbox_now
@@ -129,9 +154,12 @@ class Planner:
 
     def plan_subscriptions(self, env, payload: dict, reason_key: str | None, extra: dict | None = None):
         """`extra`: values the templates may use besides the payload (e.g. the survey link)."""
+        subs = store.planned_subscriptions(self.s, env.type)
+        if not subs:
+            return
         context = dict(payload, **(extra or {}), event_type=env.type, event_id=env.id)
         actor = payload.get("by_user_id")
-        for sub in sorted(store.subscriptions_for(self.s, env.type), key=lambda s: not s.critical):
+        for sub in sorted(subs, key=lambda s: not s.critical):
             if not sub.enabled or not matches(sub.condition, payload):
                 continue
             for rid in self.recipients_of(sub, payload):
@@ -153,13 +181,16 @@ class Planner:
         return tuple(c for c, field in (("email", "email"), ("sms", "mobile")) if getattr(rec, field, None))
 
     def plan_webhooks(self, env, payload: dict, reason_key: str | None):
+        hooks = store.webhooks_for(self.s, env.type, payload)
+        if not hooks:
+            return
         # secret links (the customer's survey token) never leave through a webhook: the receiver is
         # a third party, and the token alone lets anyone answer the survey as the customer
         public = {k: v for k, v in payload.items() if k not in WEBHOOK_SECRET_FIELDS}
         context = dict(public, event_type=env.type, event_id=env.id)
         envelope = {"id": env.id, "type": env.type, "version": env.version, "occurred_at": env.occurred_at,
                     "producer": env.producer, "payload": jsonable(public)}
-        for hook in store.webhooks_for(self.s, env.type, payload):
+        for hook in hooks:
             self.add(event_id=env.id, event_type=env.type, recipient=f"webhook:{hook.id}", channel=hook.kind,
                      template=env.type, context=context, reason_key=None, language=hook.language,
                      payload=envelope, honour_preferences=False)

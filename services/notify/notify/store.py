@@ -1,9 +1,12 @@
 """Reads and small writes shared by the handlers, the jobs and the API (SQLAlchemy Core)."""
 from __future__ import annotations
 
-from sqlalchemy import and_, bindparam, or_, select, update
+from collections import namedtuple
+
+from sqlalchemy import String, and_, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from . import cache
 from . import models as m
 from .domain import defaults, templates
 from .domain.defaults import Subscription
@@ -39,6 +42,26 @@ _PREFERENCE = select(m.preferences).where(m.preferences.c.user_id == bindparam("
 
 def recipient(session, rid: str):
     return session.execute(_RECIPIENT, {"rid": rid}).first()
+
+
+# one recipient and their preferences in one statement (either may be missing)
+Recipient = namedtuple("Recipient", [c.name for c in m.recipients.c])
+Preference = namedtuple("Preference", [c.name for c in m.preferences.c])
+_KEY = select(bindparam("rid", type_=String).label("id")).subquery("k")
+_PERSON = select(*[c.label(f"r_{c.name}") for c in m.recipients.c],
+                 *[c.label(f"p_{c.name}") for c in m.preferences.c]).select_from(
+    _KEY.outerjoin(m.recipients, m.recipients.c.id == _KEY.c.id)
+        .outerjoin(m.preferences, m.preferences.c.user_id == _KEY.c.id))
+_R_COLS = len(m.recipients.c)
+
+
+def person(session, rid: str, with_preference: bool = True):
+    """(recipient row or None, preference row or None) of `rid`, in one SELECT; a customer has no
+    preferences (`with_preference=False`: None)."""
+    row = session.execute(_PERSON, {"rid": rid}).one()
+    rec = Recipient(*row[:_R_COLS]) if row.r_id is not None else None
+    pref = Preference(*row[_R_COLS:]) if with_preference and row.p_user_id is not None else None
+    return rec, pref
 
 
 def users_with_role(session, role: str, team_id: str | None = None) -> list[str]:
@@ -99,6 +122,25 @@ _SUBSCRIPTIONS_OF = (select(m.subscriptions).where(m.subscriptions.c.event_type 
                      .order_by(m.subscriptions.c.id))
 
 
+def _custom_subscriptions(session) -> dict[str, tuple[Subscription, ...]]:
+    out: dict[str, list] = {}
+    for r in session.execute(select(m.subscriptions).order_by(m.subscriptions.c.id)):
+        out.setdefault(r.event_type, []).append(_custom(r))
+    return {k: tuple(v) for k, v in out.items()}
+
+
+_DEFAULTS_OF: dict[str, tuple[Subscription, ...]] = {}
+for _sub in defaults.DEFAULT_SUBSCRIPTIONS:
+    _DEFAULTS_OF[_sub.event_type] = _DEFAULTS_OF.get(_sub.event_type, ()) + (_sub,)
+
+
+def planned_subscriptions(session, event_type: str) -> tuple[Subscription, ...]:
+    """`subscriptions_for(session, event_type)`, the custom ones from the per-process cache
+    (notify/cache.py: what the consumer reads for every event)."""
+    custom = cache.get(session, "subscriptions", _custom_subscriptions).get(event_type, ())
+    return _DEFAULTS_OF.get(event_type, ()) + custom
+
+
 def subscriptions_for(session, event_type: str | None = None) -> list[Subscription]:
     subs = [s for s in defaults.DEFAULT_SUBSCRIPTIONS if event_type is None or s.event_type == event_type]
     if event_type is not None:
@@ -111,26 +153,28 @@ def subscriptions_for(session, event_type: str | None = None) -> list[Subscripti
 
 # -- templates -------------------------------------------------------------------------------------
 
-_CUSTOM_TEMPLATE = select(m.templates).where(
-    m.templates.c.event_type == bindparam("key"), m.templates.c.language == bindparam("lang"),
-    or_(m.templates.c.channel == bindparam("channel"), m.templates.c.channel == "*")
-).order_by((m.templates.c.channel == "*").asc())
+def _custom_templates(session) -> dict[tuple[str, str], dict]:
+    """(key, language) -> {channel or "*": row}: every custom template (unique on the three)."""
+    out: dict = {}
+    for r in session.execute(select(m.templates).order_by(m.templates.c.id)):
+        out.setdefault((r.event_type, r.language), {})[r.channel] = r
+    return out
 
 
-def _custom_template(session, key, channel, language):
-    return session.execute(_CUSTOM_TEMPLATE, {"key": key, "lang": language, "channel": channel}).first()
+def custom_template(session, key: str, channel: str, language: str):
+    """The custom template for this channel, else the one for every channel ("*"), else None (from
+    the per-process cache, notify/cache.py)."""
+    by_channel = cache.get(session, "templates", _custom_templates).get((key, language))
+    if not by_channel:
+        return None
+    return by_channel.get(channel) or by_channel.get("*")
 
 
-def template_candidates(session, key: str, channel: str, language: str, cache: dict | None = None):
+def template_candidates(session, key: str, channel: str, language: str):
     """Candidates in order: custom then shipped in the wanted language, then the other language
     ("fall back to the other language rather than send nothing"). Yields (subject, body, rule, lang)."""
     for lang in (language, other_language(language)):
-        if cache is None:
-            row = _custom_template(session, key, channel, lang)
-        else:
-            if (key, channel, lang) not in cache:
-                cache[(key, channel, lang)] = _custom_template(session, key, channel, lang)
-            row = cache[(key, channel, lang)]
+        row = custom_template(session, key, channel, lang)
         if row is not None:
             yield row.subject, row.body, row.sms_rule, lang
         shipped = defaults.DEFAULT_TEMPLATES.get(key, {}).get(lang)
@@ -138,16 +182,34 @@ def template_candidates(session, key: str, channel: str, language: str, cache: d
             yield shipped[0], shipped[1], "split", lang
 
 
-def render_for(session, key: str, channel: str, language: str, context: dict, cache: dict | None = None):
+def render_for(session, key: str, channel: str, language: str, context: dict, rendered: dict | None = None):
     """The first candidate that renders. Returns (Rendered, sms_rule, language) or raises
-    TemplateError with the reasons when none does."""
+    TemplateError with the reasons when none does. `rendered`: a dict kept by the caller while
+    `context` does not change (one event's messages), so the same template is rendered once."""
     errors = []
-    for subject, body, rule, lang in template_candidates(session, key, channel, language, cache):
+    for subject, body, rule, lang in template_candidates(session, key, channel, language):
         try:
-            return templates.render(subject, body, context), rule, lang
+            return _render(subject, body, context, rendered), rule, lang
         except templates.TemplateError as exc:
             errors.append(f"{lang}: {exc}")
     raise templates.TemplateError("; ".join(errors) or f"no template for {key} ({channel})")
+
+
+def _render(subject, body, context, rendered):
+    if rendered is None:
+        return templates.render(subject, body, context)
+    hit = rendered.get((subject, body))
+    if hit is not None and hit[0] is context:
+        out = hit[1]
+    else:
+        try:
+            out = templates.render(subject, body, context)
+        except templates.TemplateError as exc:
+            out = exc
+        rendered[(subject, body)] = (context, out)
+    if isinstance(out, templates.TemplateError):
+        raise out
+    return out
 
 
 # -- webhooks --------------------------------------------------------------------------------------
@@ -155,9 +217,14 @@ def render_for(session, key: str, channel: str, language: str, context: dict, ca
 _ENABLED_WEBHOOKS = select(m.webhooks).where(m.webhooks.c.enabled.is_(True))
 
 
+def _enabled_webhooks(session) -> tuple:
+    return tuple(session.execute(_ENABLED_WEBHOOKS).all())
+
+
 def webhooks_for(session, event_type: str, payload: dict):
+    """The enabled webhooks that want this event (the list from the per-process cache, notify/cache.py)."""
     from .domain.rules import matches
-    rows = session.execute(_ENABLED_WEBHOOKS).all()
+    rows = cache.get(session, "webhooks", _enabled_webhooks)
     return [r for r in rows if (event_type in (r.event_types or []) or "*" in (r.event_types or []))
             and matches(r.condition, payload)]
 

@@ -10,6 +10,7 @@ from crm_shared.web.app import runtime_of, unit_of_work
 from crm_shared.web.auth import current_user, require_roles
 from crm_shared.web.errors import Conflict, NotFound, Problem
 
+from .. import cache
 from .. import models as m
 from .. import store
 from ..channels.net import BlockedAddress, check_target
@@ -25,6 +26,13 @@ templates_blp = Blueprint("templates", __name__, url_prefix="/v1/templates",
                           description="Message templates (Jinja2 in a sandbox), zh-CN and en")
 webhooks_blp = Blueprint("webhooks", __name__, url_prefix="/v1/webhooks",
                          description="Signed webhooks and work-chat robots (WeCom, DingTalk, Feishu)")
+
+
+def _commit(uow) -> None:
+    """Commit a change of configuration: this process plans with it at once, others within
+    `cache.TTL` (notify/cache.py)."""
+    uow.commit()
+    cache.clear(uow.session)
 
 
 def _now():
@@ -54,7 +62,7 @@ class Subscriptions(MethodView):
         values = dict(data, template=data.get("template") or data["event_type"], enabled=True,
                       created_by=current_user().id, created_at=_now())
         sid = uow.session.execute(m.subscriptions.insert().values(**values)).inserted_primary_key[0]
-        uow.commit()
+        _commit(uow)
         return dict(values, id=str(sid), default=False)
 
 
@@ -67,7 +75,7 @@ class Subscription(MethodView):
         uow = unit_of_work()
         if not uow.session.execute(delete(m.subscriptions).where(m.subscriptions.c.id == sub_id)).rowcount:
             raise NotFound(f"No custom subscription {sub_id}.")
-        uow.commit()
+        _commit(uow)
 
 
 # -- templates ---------------------------------------------------------------------------------------
@@ -125,7 +133,7 @@ class Templates(MethodView):
             raise Conflict("A template for this event type, channel and language exists; delete it first.")
         tid = uow.session.execute(m.templates.insert().values(
             **data, created_by=current_user().id, created_at=_now())).inserted_primary_key[0]
-        uow.commit()
+        _commit(uow)
         return dict(data, id=str(tid), default=False)
 
 
@@ -145,7 +153,7 @@ class Template(MethodView):
         uow = unit_of_work()
         if not uow.session.execute(delete(m.templates).where(m.templates.c.id == int(tid))).rowcount:
             raise NotFound(f"No template {tid}.")
-        uow.commit()
+        _commit(uow)
 
 
 @templates_blp.route("/<tid>/preview")
@@ -206,7 +214,7 @@ class Webhooks(MethodView):
         uow = unit_of_work()
         values = dict(data, owner_id=current_user().id, enabled=True, consecutive_failures=0, created_at=_now())
         hid = uow.session.execute(m.webhooks.insert().values(**values)).inserted_primary_key[0]
-        uow.commit()
+        _commit(uow)
         row = uow.session.execute(select(m.webhooks).where(m.webhooks.c.id == hid)).first()
         return _hook_out(row)
 
@@ -227,7 +235,7 @@ class Webhook(MethodView):
         uow.session.execute(update(m.deliveries).where(m.deliveries.c.recipient == f"webhook:{hook_id}",
                                                        m.deliveries.c.status == "pending")
                             .values(status="cancelled", note="webhook deleted"))
-        uow.commit()
+        _commit(uow)
 
 
 @webhooks_blp.route("/<int:hook_id>/enable")
@@ -239,5 +247,5 @@ class EnableWebhook(MethodView):
         uow = unit_of_work()
         uow.session.execute(update(m.webhooks).where(m.webhooks.c.id == hook_id).values(
             enabled=True, consecutive_failures=0, disabled_at=None, disabled_reason=None))
-        uow.commit()
+        _commit(uow)
         return _hook_out(_my_hook(hook_id))

@@ -113,9 +113,14 @@ def plain(value):
 
 
 def render_one(source: str, context: dict, html: bool = False) -> str:
+    return _render_plain(source, plain(context), html)
+
+
+def _render_plain(source: str, values: dict, html: bool) -> str:
+    """`render_one` with the context already through `plain`."""
     check(source)
     try:
-        out = _compiled(source, html).render(**plain(context))
+        out = _compiled(source, html).render(**values)
     except SecurityError as exc:
         raise TemplateError(f"unsafe template: {exc}") from None
     except UndefinedError as exc:
@@ -149,8 +154,9 @@ def html_document(body_html: str) -> str:
 
 def render(subject: str, body: str, context: dict) -> Rendered:
     """Subject and text body without escaping; the HTML body with every payload value escaped."""
-    subj = " ".join(render_one(subject, context).split())
-    text = render_one(body, context).strip()
-    html = html_document(render_one(body, context, html=True).strip())
+    values = plain(context)  # once for the three
+    subj = " ".join(_render_plain(subject, values, False).split())
+    text = _render_plain(body, values, False).strip()
+    html = html_document(_render_plain(body, values, True).strip())
     return Rendered(subj, text, html)
 
