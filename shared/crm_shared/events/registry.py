@@ -95,10 +95,10 @@ def _plain_loader(schema: Schema, strict: bool = False):
     data keys, load defaults, load- or dump-only fields), a loader that gives what `schema.load` gives
     (unknown fields excluded; with `strict`, a payload with one goes to marshmallow, which raises) for
     a payload whose every value has exactly its field's type (and is one of its `OneOf` choices) or is
-    an allowed None, and None for any other payload,
-    which then goes through marshmallow (coercions, error messages). For such fields `dump` gives
-    back what `load` gave. Marshmallow costs about 0.1 ms per event of a consumer's CPU; this is a few
-    microseconds. None when the schema has anything else."""
+    an allowed None, and None for any other payload, which then goes through marshmallow (coercions,
+    error messages). For such fields `dump` gives back what `load` gave. Marshmallow costs about
+    0.1 ms per event of a consumer's CPU; this is a few microseconds. None when the schema has
+    anything else."""
     if any(schema._hooks.values()) or set(schema.load_fields) != set(schema.dump_fields):
         return None
     plan = []
