@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import os
+import select
 
-from sqlalchemy import (BigInteger, Boolean, Column, DateTime, Index, Integer, MetaData, String, false,
+from sqlalchemy import (BigInteger, Boolean, Column, DateTime, Index, Integer, MetaData, String, exc, false,
                         Table, Text, create_engine, event, text)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
@@ -83,7 +84,10 @@ def make_engine(url: str, **kw) -> Engine:
             # locked" when two of them try to upgrade a read lock at once, instead of waiting.
             conn.exec_driver_sql("BEGIN IMMEDIATE")
         return engine
-    kw.setdefault("pool_pre_ping", True)
+    # The pool's liveness check on checkout: `_check_on_checkout` below, which asks the server
+    # (SQLAlchemy's pre-ping, one round trip) only when the connection does not look idle and
+    # healthy from here. pool_pre_ping=True asks every time.
+    ping_always = kw.pop("pool_pre_ping", None)
     # A database that drops packets instead of refusing them must not hang a request until the
     # kernel gives up (minutes): the connection attempt and any unacknowledged write end after a
     # few seconds, and the caller answers 503 with Retry-After like for a refused connection.
@@ -94,7 +98,9 @@ def make_engine(url: str, **kw) -> Engine:
     if "poolclass" not in kw:
         kw.setdefault("pool_size", int(os.environ.get("DB_POOL_SIZE", "5")))
         kw.setdefault("max_overflow", int(os.environ.get("DB_MAX_OVERFLOW", "10")))
-    engine = create_engine(url, **kw)
+    engine = create_engine(url, pool_pre_ping=bool(ping_always), **kw)
+    if ping_always is None:
+        event.listen(engine, "checkout", _check_on_checkout(engine.dialect))
 
     @event.listens_for(engine, "handle_error")
     def _unusable(ctx):
@@ -106,6 +112,40 @@ def make_engine(url: str, **kw) -> Engine:
         if type(orig).__name__ == "ProgrammingError" and "transaction status ACTIVE" in str(orig):
             ctx.is_disconnect = True
     return engine
+
+
+def _check_on_checkout(dialect):
+    """A pool `checkout` listener doing the pre-ping's work without its round trip when it can: a
+    pooled psycopg connection whose libpq status is OK, whose transaction status is IDLE (the pool
+    rolled it back on check-in) and whose socket has nothing to read (no error, no EOF: a server
+    that restarts, or kills the backend, or a proxy that closes idle connections, says so, and
+    the bytes or the EOF wait on the socket) is handed out as it is. Anything else is pinged
+    exactly as `pool_pre_ping` pings (SQLAlchemy's `do_ping`, with the `handle_error` listeners),
+    and a failed ping replaces the connection and invalidates the pool's older ones, as the
+    pre-ping does. What this gives up: a peer that vanished without a word (a partition, a dead
+    host) is found by the request's first statement (after DB_TCP_USER_TIMEOUT_MS, then a 503 and
+    the pool renewed) rather than by the ping (after the same timeout). That saves one round trip
+    per request (a checkout per request), about 0.1 ms of CPU and a wake-up of the server."""
+    from psycopg import pq
+
+    def check(dbapi_connection, record, proxy):
+        pgconn = getattr(dbapi_connection, "pgconn", None)
+        if (pgconn is not None and pgconn.status == pq.ConnStatus.OK
+                and pgconn.transaction_status == pq.TransactionStatus.IDLE and not _readable(pgconn.socket)):
+            return
+        if not dialect._do_ping_w_event(dbapi_connection):  # the pre-ping, as SQLAlchemy does it
+            raise exc.InvalidatePoolError()
+    return check
+
+
+def _readable(fd: int) -> bool:
+    """Bytes (or an EOF, or an error) wait on the socket: for an idle connection, the server spoke."""
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))  # POLLIN, or POLLHUP / POLLERR / POLLNVAL
+    except (OSError, ValueError):
+        return True  # a closed or bad descriptor: let the ping tell
 
 
 def make_session_factory(engine: Engine) -> sessionmaker:

@@ -69,3 +69,72 @@ def test_a_pooled_connection_left_mid_query_is_replaced_not_an_error(pg_url):
     with engine.connect() as c:
         assert c.execute(text("select 2")).scalar() == 2
     engine.dispose()
+
+
+class Pings:
+    """Counts the pre-ping's round trips (the dialect's do_ping) on an engine."""
+
+    def __init__(self, engine, monkeypatch):
+        self.n = 0
+        real = engine.dialect.do_ping
+
+        def counted(dbapi_connection):
+            self.n += 1
+            return real(dbapi_connection)
+        monkeypatch.setattr(engine.dialect, "do_ping", counted)
+
+
+def _backend_pid(engine):
+    from sqlalchemy import text
+    with engine.connect() as c:
+        return c.execute(text("select pg_backend_pid()")).scalar()
+
+
+def test_an_idle_healthy_pooled_connection_is_handed_out_without_a_round_trip(pg_url, monkeypatch):
+    """The checkout's liveness check asks the server only when the connection does not look idle
+    and healthy from the client (see db._check_on_checkout); pool_pre_ping=True still asks each time."""
+    engine = db.make_engine(pg_url, pool_size=1, max_overflow=0)
+    pings = Pings(engine, monkeypatch)
+    pids = {_backend_pid(engine) for _ in range(5)}
+    assert len(pids) == 1 and pings.n == 0  # the same connection, five checkouts, no ping
+    engine.dispose()
+    always = db.make_engine(pg_url, pool_size=1, max_overflow=0, pool_pre_ping=True)
+    pings = Pings(always, monkeypatch)
+    for _ in range(3):
+        _backend_pid(always)
+    assert pings.n == 2  # every checkout but the first (a fresh connection)
+    always.dispose()
+
+
+def test_a_pooled_connection_whose_backend_was_killed_is_replaced_not_an_error(pg_url, monkeypatch):
+    """A server restart, pg_terminate_backend, or a proxy closing idle connections: the server
+    speaks (FATAL, then EOF) while the connection sits in the pool; the next checkout pings it,
+    replaces it, and the request runs on a new one."""
+    import psycopg
+    engine = db.make_engine(pg_url, pool_size=2, max_overflow=0)
+    pings = Pings(engine, monkeypatch)
+    with engine.connect() as a, engine.connect() as b:  # two pooled connections
+        old = {a.connection.dbapi_connection.info.backend_pid, b.connection.dbapi_connection.info.backend_pid}
+    with psycopg.connect(pg_url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True) as admin:
+        for pid in old:
+            admin.execute("select pg_terminate_backend(%s)", (pid,))
+    time.sleep(0.3)  # the FATAL and the EOF reach the client side
+    new = _backend_pid(engine)
+    assert new not in old and pings.n >= 1
+    assert _backend_pid(engine) not in old  # the other one was invalidated with the pool
+    engine.dispose()
+
+
+def test_a_connection_the_server_closed_for_idleness_is_replaced(pg_url, monkeypatch):
+    """PostgreSQL's idle_session_timeout (like a proxy's idle timeout) closes a pooled connection."""
+    from sqlalchemy import text
+    engine = db.make_engine(pg_url, pool_size=1, max_overflow=0)
+    with engine.connect() as c:
+        c.execute(text("set idle_session_timeout = '100ms'"))
+        c.commit()
+        old = c.connection.dbapi_connection.info.backend_pid
+    time.sleep(0.6)
+    with engine.connect() as c:
+        assert c.execute(text("select 3")).scalar() == 3
+        assert c.connection.dbapi_connection.info.backend_pid != old
+    engine.dispose()

@@ -2,7 +2,7 @@ import json
 import uuid
 
 import pytest
-from marshmallow import Schema, fields
+from marshmallow import Schema, fields, validate
 
 from crm_shared.events import REGISTRY, Envelope, EventValidationError, UnknownEventType
 from crm_shared.events.catalogue import CONSUMERS, PRODUCERS, SERVICES, bindings_for
@@ -72,11 +72,33 @@ def test_envelope_round_trip_and_rejects_garbage():
             Envelope.from_json(bad)
 
 
+def test_envelope_json_is_its_dict_for_every_field():
+    """`to_json` reads the fields itself (no deep copy): it must still say what `to_dict` says, for
+    every field of the dataclass (one added later included) and with or without a trace context."""
+    import dataclasses
+    base = dict(type="lead.assigned", payload={"lead_id": "1", "nested": {"a": [1, "二"]}, "n": None},
+                producer="leads", correlation_id="c-1", causation_id="c-0",
+                trace_context={"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"})
+    names = {f.name for f in dataclasses.fields(Envelope)}
+    for env in (Envelope(**base), Envelope(**{**base, "trace_context": None, "causation_id": None}),
+                Envelope(type="x.y", payload={}, producer="p")):
+        assert json.loads(env.to_json()) == env.to_dict()
+        assert env.to_json() == json.dumps(env.to_dict(), ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+        assert names - set(json.loads(env.to_json())) <= {"trace_context"}
+        assert Envelope.from_json(env.to_json()) == env
+
+
+def _one_of(f):
+    return next((v for v in f.validators if isinstance(v, validate.OneOf)), None)
+
+
 def _variants(schema):
-    """Payloads around a schema's fields: valid, with extras, Nones, wrong types, coercible values, gaps."""
+    """Payloads around a schema's fields: valid, with extras, Nones, wrong types, coercible values, gaps;
+    for a `OneOf` field each of its choices, and values just outside them."""
     good = {}
     for name, f in schema.load_fields.items():
-        good[name] = 7 if isinstance(f, fields.Integer) else "x-1"
+        one_of = _one_of(f)
+        good[name] = list(one_of.choices)[0] if one_of else 7 if isinstance(f, fields.Integer) else "x-1"
     yield dict(good)
     yield {**good, "added_later": {"any": "thing"}}
     yield {k: v for k, v in good.items() if not schema.load_fields[k].required}
@@ -84,6 +106,12 @@ def _variants(schema):
         for bad in (None, True, "72", 72.0, 3.5, b"bytes", ["x"], {"x": 1}, 5):
             yield {**good, name: bad}
         yield {k: v for k, v in good.items() if k != name}
+        one_of = _one_of(f)
+        for choice in list(one_of.choices) if one_of else ():
+            yield {**good, name: choice}
+            near = str(choice).upper() if isinstance(choice, str) else choice + 1
+            yield {**good, name: near if near not in one_of.choices else "not-a-choice"}
+            yield {**good, name: str(choice) if not isinstance(choice, str) else f" {choice}"}
     yield ["not", "a", "dict"]
 
 
@@ -109,6 +137,8 @@ def test_plain_payload_fast_path_gives_what_marshmallow_gives_for_every_catalogu
                 got = ("error", exc.messages)
             assert got == expected, (event_type, payload)
     assert fast_schemas >= 5  # lead.* at least: the fast path is really in use
+    # lead.assigned (a OneOf `reason`) too: the intake's second event
+    assert _plain_loader(REGISTRY.schema("lead.assigned", 1)(unknown=EXCLUDE)) is not None
 
 
 def test_plain_payload_fast_path_for_producers_gives_what_marshmallow_gives():
@@ -135,7 +165,22 @@ def test_plain_loader_refuses_schemas_it_cannot_mirror():
     from crm_shared.events.registry import _plain_loader
 
     class WithValidator(Schema):
-        a = fields.String(validate=validate.OneOf(["x"]))
+        a = fields.String(validate=validate.Length(max=3))
+
+    class WithTwoValidators(Schema):
+        a = fields.String(validate=[validate.OneOf(["x"]), validate.Length(max=3)])
+
+    class OwnOneOf(validate.OneOf):
+        pass
+
+    class WithOneOfSubclass(Schema):
+        a = fields.String(validate=OwnOneOf(["x"]))
+
+    class WithOneOfOtherTypes(Schema):
+        a = fields.String(validate=validate.OneOf([1, "x"]))
+
+    class WithOneOfIterator(Schema):
+        a = fields.String(validate=validate.OneOf(c for c in "xy"))
 
     class WithHook(Schema):
         a = fields.String()
@@ -156,7 +201,8 @@ def test_plain_loader_refuses_schemas_it_cannot_mirror():
     class WithLoadOnly(Schema):
         a = fields.String(load_only=True)
 
-    for cls in (WithValidator, WithHook, WithDataKey, WithDefault, WithDate, WithLoadOnly):
+    for cls in (WithValidator, WithTwoValidators, WithOneOfSubclass, WithOneOfOtherTypes, WithOneOfIterator,
+                WithHook, WithDataKey, WithDefault, WithDate, WithLoadOnly):
         assert _plain_loader(cls(unknown=EXCLUDE)) is None, cls.__name__
     r = Registry()
     r.register("t.hooked")(WithHook)

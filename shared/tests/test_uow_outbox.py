@@ -263,3 +263,40 @@ def test_a_consumer_batch_writes_its_handlers_events_in_one_insert_before_its_co
     assert order == ["outbox", "COMMIT"]
     assert [r[2] for r in outbox_rows(rt)][1:] == [f"n{i}-{k}" for i in range(4) for k in (0, 1)]
     assert rt.outbox_wake.is_set()
+
+
+def test_the_outbox_insert_is_compiled_once_and_writes_what_the_core_insert_wrote(rt):
+    """Up to `_PREPARED_ROWS` rows, `write_outbox` sends a statement built once per row count, which
+    SQLAlchemy's compiled cache serves from the second commit on (a multi-row `insert().values()`
+    has no cache key: it was compiled on every commit); above that, the Core statement. Both store
+    the same columns."""
+    from crm_shared import uow as uow_mod
+    hits = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany):
+        if statement.lstrip().upper().startswith("INSERT INTO OUTBOX"):
+            hits.append((statement.count("),") + 1, context.cache_hit))
+
+    event.listen(rt.engine, "before_cursor_execute", seen)
+    written = []
+    for n in (2, 2, 3, uow_mod._PREPARED_ROWS + 1, uow_mod._PREPARED_ROWS + 1):
+        with rt.uow() as uow:
+            written += [(e.id, e.to_json()) for e in (emit(uow, i) for i in range(n))]
+            uow.commit()
+    event.remove(rt.engine, "before_cursor_execute", seen)
+    dialect = rt.engine.dialect
+    assert hits[1] == (2, dialect.CACHE_HIT), hits  # the second two-row write: no compilation
+    assert hits[0][1] in (dialect.CACHE_MISS, dialect.CACHE_HIT) and hits[2][1] != dialect.NO_CACHE_KEY
+    assert [h[1] for h in hits[3:]] == [dialect.NO_CACHE_KEY] * 2  # above the bound: the Core insert
+    assert uow_mod._insert_for(rt, 2) is uow_mod._insert_for(rt, 2)
+    assert uow_mod._insert_for(rt, uow_mod._PREPARED_ROWS + 1) is None
+    ob = rt.outbox
+    with rt.engine.connect() as c:
+        rows = c.execute(select(ob).order_by(ob.c.id)).mappings().all()
+    assert [(r["event_id"], r["envelope"]) for r in rows] == written
+    assert {(r["event_type"], r["aggregate_type"]) for r in rows} == {("lead.created", "lead")}
+    assert [r["aggregate_id"] for r in rows] == [str(i) for n in (2, 2, 3, uow_mod._PREPARED_ROWS + 1, uow_mod._PREPARED_ROWS + 1)
+                                          for i in range(n)]
+    small, large = rows[0]["created_at"], rows[-1]["created_at"]  # prepared vs Core: same type, same zone
+    assert type(small) is type(large) and small.tzinfo == large.tzinfo and small <= large
+    assert all(r["published_at"] is None and r["attempts"] == 0 for r in rows)

@@ -109,3 +109,29 @@ def test_concurrent_http_intake_is_fair_on_postgres(pg):
     with pg.rt.engine.connect() as c:
         counts = Counter(c.execute(select(leads.c.owner_id)).scalars())
     assert counts == {"a": 20, "b": 20, "c": 20, "d": 20}
+
+
+@pytest.mark.parametrize("strategy", ["round_robin", "weighted"])
+def test_a_routed_lead_is_answered_in_full_whether_a_member_takes_it_or_nobody_is_free(env, strategy):
+    """On PostgreSQL a routed lead's insert returns only its id (the assignment returns the whole
+    row); when nobody in the team is free the lead is read back. Either way the answer is the
+    whole lead, as GET shows it (GET masks the phone), and the events carry its fields."""
+    env.team(members(("a", {"max_open_leads": 1}), ("b", {"max_open_leads": 1})), strategy=strategy)
+    answers = []
+    for i in range(3):
+        r = env.post("/v1/leads", {"name": f"Lead {i}", "phone": f"1390000{i:04d}", "company": f"Co {i}",
+                                   "city": "杭州", "source": "website"}, env.manager())
+        assert r.status_code == 201, r.json
+        answers.append(r.json)
+    assert sorted(a["owner_id"] or "" for a in answers) == ["", "a", "b"]
+    for a in answers:
+        got = env.client.get(f"/v1/leads/{a['id']}", headers=env.manager())
+        unmasked = lambda d: {k: v for k, v in d.items() if k not in ("phone", "masked")}  # noqa: E731 (GET masks)
+        assert got.status_code == 200 and unmasked(got.json) == unmasked(a)
+        assert a["name"].startswith("Lead ") and a["company"].startswith("Co ") and a["status"] in ("new", "pooled")
+    pooled = next(a for a in answers if a["owner_id"] is None)
+    assert pooled["status"] == "pooled" and pooled["team_id"] is not None
+    created = {e["payload"]["lead_id"]: e["payload"] for e in env.events("lead.created")}
+    assert {str(a["id"]) for a in answers} <= set(created)
+    assert created[str(pooled["id"])]["company"] == pooled["company"]
+    assert created[str(pooled["id"])]["status"] == "pooled"

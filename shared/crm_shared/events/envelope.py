@@ -32,7 +32,14 @@ class Envelope:
         return d
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+        # the fields as they are, not `to_dict`'s deep copy (`asdict` rebuilds the payload, already
+        # JSON primitives, value by value: most of this method's time): json.dumps only reads them
+        d = {"type": self.type, "payload": self.payload, "producer": self.producer, "id": self.id,
+             "version": self.version, "occurred_at": self.occurred_at, "correlation_id": self.correlation_id,
+             "causation_id": self.causation_id}
+        if self.trace_context is not None:
+            d["trace_context"] = self.trace_context
+        return json.dumps(d, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> "Envelope":

@@ -106,15 +106,15 @@ def record_duplicate(uow, dup: Duplicate, actor, source: str | None, now) -> Non
              aggregate_type="lead", aggregate_id=dup.lead_id)
 
 
-_INSERTS: dict = {}  # (lead columns, number of keys, history columns) -> statement, built once per process
+_INSERTS: dict = {}  # (lead columns, number of keys, history columns, slim) -> statement, built once per process
 
 
-def _insert_statement(cols: tuple, nkeys: int, hist_cols: tuple):
-    stmt = _INSERTS.get((cols, nkeys, hist_cols))
+def _insert_statement(cols: tuple, nkeys: int, hist_cols: tuple, slim: bool = False):
+    stmt = _INSERTS.get((cols, nkeys, hist_cols, slim))
     if stmt is not None:
         return stmt
     lead_cte = (leads.insert().values({c: bindparam(f"v_{c}", type_=leads.c[c].type) for c in cols})
-                .returning(*leads.c).cte("l"))
+                .returning(*([leads.c.id] if slim else leads.c)).cte("l"))
     key_selects = [select(bindparam(f"kind{i}", type_=String).label("kind"), bindparam(f"value{i}", type_=String)
                           .label("value"), lead_cte.c.id.label("lead_id")) for i in range(nkeys)]
     key_rows = key_selects[0] if nkeys == 1 else union_all(*key_selects)
@@ -126,20 +126,22 @@ def _insert_statement(cols: tuple, nkeys: int, hist_cols: tuple):
         .returning(lead_history.c.id).cte("h"))
     stmt = select(*lead_cte.c, select(func.count()).select_from(keys_cte).scalar_subquery().label("_keys_in"),
                   select(func.count()).select_from(hist_cte).scalar_subquery().label("_history"))
-    _INSERTS[(cols, nkeys, hist_cols)] = stmt
+    _INSERTS[(cols, nkeys, hist_cols, slim)] = stmt
     return stmt
 
 
-def _insert_with_keys(session, values: dict, keys: list, created: dict):
+def _insert_with_keys(session, values: dict, keys: list, created: dict, slim: bool = False):
     """PostgreSQL: insert the lead, its keys and its first history row in one statement (CTEs; the
-    statement is built once per shape); (lead row, number of keys another lead or customer holds)."""
+    statement is built once per shape); (lead row, number of keys another lead or customer holds).
+    `slim`: the row has only the lead's `id` (a routed lead: the assignment returns the whole row;
+    42 columns fewer to describe and read, about 0.1 ms of CPU)."""
     cols = tuple(sorted(values))
     hist_cols = tuple(sorted(k for k in created if k != "lead_id"))
     params = {f"v_{c}": values[c] for c in cols}
     for i, (kind, value) in enumerate(keys):
         params[f"kind{i}"], params[f"value{i}"] = kind, value
     params.update({f"h_{k}": created[k] for k in hist_cols})
-    row = session.execute(_insert_statement(cols, len(keys), hist_cols), params).mappings().one()
+    row = session.execute(_insert_statement(cols, len(keys), hist_cols, slim), params).mappings().one()
     return row, len(keys) - row["_keys_in"]
 
 
@@ -178,10 +180,12 @@ def create(uow, data: dict, actor, now, *, owner: tuple[str, str | None] | None 
                   created_at=now, updated_at=now, assigned_at=now if owner_id else None,
                   pooled_at=None if owner_id else now)
     created_entry = dict(kind="created", reason=f"source {lead['source']}")
+    slim = False  # `row` holds only the lead's id (read in full below if nobody in the team takes it)
     if keys and is_postgres(session):
         # one statement: the lead, its keys (ON CONFLICT DO NOTHING) and its `created` history row
+        slim = team_id is not None
         row, taken = _insert_with_keys(session, values, keys, history_row(lead_id=None, at=now, actor=actor,
-                                                                           **created_entry))
+                                                                           **created_entry), slim=slim)
         entries = []
     else:
         row = session.execute(leads.insert().values(**values).returning(*leads.c)).mappings().one()
@@ -207,14 +211,16 @@ def create(uow, data: dict, actor, now, *, owner: tuple[str, str | None] | None 
     elif team_id is not None:
         given = routing.assign_round_robin(session, team_id, lead_id, now, actor)
         if given is not None:  # the usual case: turn, reservation, owner and history in one statement
-            row, codes[team_id] = given, given["_team_code"]
+            row, codes[team_id], slim = given, given["_team_code"], False
             owner_id, reason = row["owner_id"], "auto"
         else:
             member, given = routing.assign_lead(session, team_id, lead_id, now)
             if member is not None:
-                row, codes[team_id] = given, member["_team_code"]
+                row, codes[team_id], slim = given, member["_team_code"], False
                 owner_id, reason = member["user_id"], "auto"
                 entries.append(dict(kind="assigned", to_owner=owner_id, reason=reason))
+    if slim:  # routed, and nobody in the team was free: the lead as inserted
+        row = session.execute(select(*leads.c).where(leads.c.id == lead_id)).mappings().one()
     if not owner_id:
         entries.append(dict(kind="pooled", reason="no matching rule" if team_id is None else "nobody in the team is free"))
     if entries:
