@@ -14,11 +14,11 @@ import threading
 import time
 import zlib
 
+from psycopg.rows import namedtuple_row
 from sqlalchemy import Integer, bindparam, func, select, update
 
 from . import metrics, tracing
 from .bus import BusError, OutgoingMessage
-from .inbox import pipelined
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,9 @@ class Relay:
         self._claim = (update(ob).where(ob.c.id.in_(pending))
                        .values(published_at=bindparam("now", type_=ob.c.published_at.type), attempts=ob.c.attempts + 1)
                        .returning(ob.c.id, ob.c.event_id, ob.c.event_type, ob.c.envelope))
+        if not self._sqlite:  # the claim as psycopg runs it on the relay's own connection
+            compiled = self._claim.compile(dialect=runtime.engine.dialect)
+            self._claim_sql, self._claim_sql_params = str(compiled), dict(compiled.params)
         self._conn = None      # PostgreSQL: this relay's own connection while it holds the lock
         self._retry_at = 0.0   # PostgreSQL: a standby does not try the lock again before this time
 
@@ -74,76 +77,94 @@ class Relay:
         sees a row as sent before its confirm, and if publishing fails the rollback leaves every row
         of the batch pending.
 
-        PostgreSQL: on the relay's own connection, which holds the lock (`_leader`); the claim is
-        sent in one round trip with its BEGIN (psycopg pipeline), so a batch costs two round trips
-        (claim, COMMIT) besides the broker. Any error closes the connection, releasing the lock.
+        PostgreSQL: on the relay's own connection, which holds the lock (`_leader`); BEGIN and the
+        claim go in one round trip (psycopg pipeline), the COMMIT in another: two round trips per
+        batch besides the broker. Any error closes the connection, releasing the lock.
 
         SQLite: `engine.begin()` takes the write lock (`BEGIN IMMEDIATE`, see `db.make_engine`), so
         one relay at a time; an empty poll first asks, without any lock, whether a row is pending."""
-        if self._sqlite:
-            if not self._pending():
-                return 0
-            with self.rt.engine.begin() as conn:
-                n = self._publish_batch(conn)
-        else:
-            conn = self._leader()
-            if conn is None:
+        if not self._sqlite:
+            raw = self._leader()
+            if raw is None:
                 return 0
             try:
-                with conn.begin():
-                    n = self._publish_batch(conn)
+                n = self._publish_batch_pg(raw)
             except BaseException:
                 self.close()  # start afresh: a new connection, and the lock only if still free
                 raise
+        elif not self._pending():
+            return 0
+        else:
+            with self.rt.engine.begin() as conn:
+                rows = conn.execute(self._claim, self._claim_params()).all()
+                ob = self.rt.outbox
+                n = self._publish(rows, conn.rollback, lambda ids: conn.execute(
+                    update(ob).where(ob.c.event_id.in_(ids)).values(unroutable=True)))
         if n:
             metrics.EVENTS_PUBLISHED.labels(self.rt.name).inc(n)
         return n
 
-    def _publish_batch(self, conn) -> int:
-        with pipelined(conn):  # PostgreSQL: BEGIN and the claim in one round trip
-            rows = conn.execute(self._claim, {"now": self.rt.clock.now(), "n": self.batch}).all()
+    def _claim_params(self) -> dict:
+        return {"now": self.rt.clock.now(), "n": self.batch}
+
+    def _publish_batch_pg(self, raw) -> int:
+        """One batch on the relay's own psycopg connection (autocommit: the transaction is ours)."""
+        with raw.cursor(row_factory=namedtuple_row) as cur:
+            with raw.pipeline():  # BEGIN and the claim, then one Sync: a single round trip
+                raw.execute("BEGIN")
+                cur.execute(self._claim_sql, {**self._claim_sql_params, **self._claim_params()})
+            rows = cur.fetchall()
+            if not rows:
+                raw.execute("ROLLBACK")
+                return 0
+            n = self._publish(rows, lambda: raw.execute("ROLLBACK"), lambda ids: cur.execute(
+                "UPDATE outbox SET unroutable = true WHERE event_id = ANY(%s)", [ids]))
+            raw.execute("COMMIT")
+        return n
+
+    def _publish(self, rows, rollback, mark_unroutable) -> int:
+        """Publish the claimed rows in id order and wait for every confirm; on failure roll the claim
+        back (the rows stay pending), note the error on them and raise."""
         if not rows:
             return 0
-        rows.sort(key=lambda r: r.id)  # RETURNING's order is not the subquery's
+        rows = sorted(rows, key=lambda r: r.id)  # RETURNING's order is not the subquery's
         msgs = [OutgoingMessage(r.event_id, r.event_type, r.envelope.encode()) for r in rows]
         try:
             with tracing.relay_span(self.rt, rows):  # no-op unless tracing is on
                 unroutable = self.rt.bus.publish(msgs)
         except BusError as exc:
-            conn.rollback()
+            rollback()
             self._record_failure([r.id for r in rows], str(exc))
             raise
         if unroutable:
-            ob = self.rt.outbox
-            conn.execute(update(ob).where(ob.c.event_id.in_(list(unroutable))).values(unroutable=True))
+            mark_unroutable(list(unroutable))
             metrics.EVENTS_UNROUTABLE.labels(self.rt.name).inc(len(unroutable))
             log.warning("events published with no queue bound", extra={"count": len(unroutable)})
         return len(rows)
 
     def _leader(self):
-        """PostgreSQL: this relay's connection if it holds the service's relay lock, else None.
-        One relay at a time per service keeps the commit order on the wire. The lock is
+        """PostgreSQL: the psycopg connection of this relay if it holds the service's relay lock,
+        else None. One relay at a time per service keeps the commit order on the wire. The lock is
         session-level: it stays with the connection until `close()` or until the session ends (a
         killed backend, a restarted server), whatever happens to the transactions on it. A relay
         that finds it taken stands by and tries again after STANDBY_RETRY seconds."""
         if self._conn is not None:
-            return self._conn
+            return self._conn.connection.driver_connection
         now = time.monotonic()
         if now < self._retry_at:
             return None
-        conn = self.rt.engine.connect()
+        conn = self.rt.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         try:
             held = conn.execute(select(func.pg_try_advisory_lock(self._lock_key))).scalar_one()
-            conn.commit()
         except BaseException:
             _discard(conn)
             raise
         if not held:
-            conn.close()  # back to the pool: no lock on it
+            conn.close()  # back to the pool (its isolation level reset): no lock on it
             self._retry_at = now + self.STANDBY_RETRY
             return None
         self._conn = conn
-        return conn
+        return conn.connection.driver_connection
 
     @property
     def active(self) -> bool:
