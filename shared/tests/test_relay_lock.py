@@ -110,12 +110,18 @@ def on_the_wire(consumer, n):
     return seen
 
 
-def test_one_relay_publishes_the_other_stands_by_and_takes_over_when_the_active_backend_is_killed(relay_env):
-    writer, consumer, side = relay_env
+def active_and_standby(side):
+    """Two relays of one service: a takes the lock first, then b starts beside it."""
     a, b = side(), side()
     a.thread.start()
     wait_until(lambda: a.relay.active, message="the first relay holds the lock")
     b.thread.start()
+    return a, b
+
+
+def test_one_relay_publishes_the_other_stands_by_and_takes_over_when_the_active_backend_is_killed(relay_env):
+    writer, consumer, side = relay_env
+    a, b = active_and_standby(side)
     key = a.relay._lock_key
     first_pid = lock_holders(writer, key)
 
@@ -185,10 +191,7 @@ def test_the_relay_survives_its_own_backend_being_terminated_and_loses_no_row(re
 
 def test_stopping_the_active_relay_hands_the_lock_to_a_standby(relay_env):
     writer, _, side = relay_env
-    a, b = side(), side()
-    a.thread.start()
-    wait_until(lambda: a.relay.active, message="the first relay holds the lock")
-    b.thread.start()
+    a, b = active_and_standby(side)
     key = a.relay._lock_key
     a.stop.set()
     a.thread.join(10)
