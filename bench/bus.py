@@ -683,7 +683,19 @@ def our_latency(rt: Runtime, svc: BenchService, rate: int, seconds: float, pg_ur
             picked.setdefault(m.message_id, t)
         return publish(messages)
 
-    rt.bus.publish = timed_publish  # instance attribute: shadows the method for this run only
+    top_up = rt.bus.topping_up
+
+    def timed_topping_up(more):  # what the relay sends while its batch's confirms are outstanding
+        def timed_more():
+            extra = more()
+            t = time.monotonic()
+            for m in extra:
+                picked.setdefault(m.message_id, t)
+            return extra
+        return top_up(timed_more)
+
+    rt.bus.publish = timed_publish  # instance attributes: shadow the methods for this run only
+    rt.bus.topping_up = timed_topping_up
     relay_stop = threading.Event()
     relay = threading.Thread(target=relay_cls(rt).run, args=(relay_stop,), name="bench-relay", daemon=True)
     relay.start()
@@ -704,7 +716,7 @@ def our_latency(rt: Runtime, svc: BenchService, rate: int, seconds: float, pg_ur
         relay_stop.set()
         relay.join(15)
         svc.on_handle = None
-        del rt.bus.publish
+        del rt.bus.publish, rt.bus.topping_up
     stats = latency_stats(sent, got, elapsed)
     stats["worker_cpu"], stats["emitter_cpu"] = worker_cpu / elapsed, emitter_cpu / elapsed
     committed = res.get("committed", {})

@@ -9,6 +9,7 @@ connection, and with it the lock: a killed backend or a restarted server lets a 
 and the relay itself reconnects and takes the lock again if it is free."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -42,6 +43,10 @@ class Relay:
             compiled = self._claim.compile(dialect=runtime.engine.dialect)
             self._claim_sql, self._claim_sql_params = str(compiled), dict(compiled.params)
         self._conn = None      # PostgreSQL: this relay's own connection while it holds the lock
+        # PostgreSQL, set by `run`: rows committed while a batch's confirms are outstanding go out
+        # at once, in the batch's transaction (`_publish_batch_pg`), not after its COMMIT
+        self.streaming = False
+        self.wake = runtime.outbox_wake
         self._retry_at = 0.0   # PostgreSQL: a standby does not try the lock again before this time
 
     @property
@@ -104,8 +109,8 @@ class Relay:
             metrics.EVENTS_PUBLISHED.labels(self.rt.name).inc(n)
         return n
 
-    def _claim_params(self) -> dict:
-        return {"now": self.rt.clock.now(), "n": self.batch}
+    def _claim_params(self, n: int | None = None) -> dict:
+        return {"now": self.rt.clock.now(), "n": n or self.batch}
 
     def _publish_batch_pg(self, raw) -> int:
         """One batch on the relay's own psycopg connection (autocommit: the transaction is ours)."""
@@ -117,21 +122,43 @@ class Relay:
             if not rows:
                 raw.execute("ROLLBACK")
                 return 0
+
+            def more():
+                # rows committed since the claim (their NOTIFY set the wake): claimed in this same
+                # transaction (ours are no longer pending to it), sent while the confirms come back
+                if not self.wake.is_set() or len(rows) >= self.batch:
+                    return []
+                self.wake.clear()
+                cur.execute(self._claim_sql, {**self._claim_sql_params, **self._claim_params(self.batch - len(rows))})
+                return cur.fetchall()
+
             n = self._publish(rows, lambda: raw.execute("ROLLBACK"), lambda ids: cur.execute(
-                "UPDATE outbox SET unroutable = true WHERE event_id = ANY(%s)", [ids]))
+                "UPDATE outbox SET unroutable = true WHERE event_id = ANY(%s)", [ids]),
+                more=more if self.streaming else None)
             raw.execute("COMMIT")
         return n
 
-    def _publish(self, rows, rollback, mark_unroutable) -> int:
+    def _publish(self, rows, rollback, mark_unroutable, more=None) -> int:
         """Publish the claimed rows in id order and wait for every confirm; on failure roll the claim
-        back (the rows stay pending), note the error on them and raise."""
+        back (the rows stay pending), note the error on them and raise. `more()`, if given, claims
+        further rows in the same transaction while the confirms are outstanding (the bus sends them
+        at once, after the others, and waits for their confirms too): they are added to `rows`."""
         if not rows:
             return 0
-        rows = sorted(rows, key=lambda r: r.id)  # RETURNING's order is not the subquery's
-        msgs = [OutgoingMessage(r.event_id, r.event_type, r.envelope.encode()) for r in rows]
+        rows.sort(key=lambda r: r.id)  # RETURNING's order is not the subquery's
+
+        def messages(batch):
+            return [OutgoingMessage(r.event_id, r.event_type, r.envelope.encode()) for r in batch]
+
+        def top_up():
+            extra = sorted(more(), key=lambda r: r.id)
+            rows.extend(extra)
+            return messages(extra)
+
         try:
-            with tracing.relay_span(self.rt, rows):  # no-op unless tracing is on
-                unroutable = self.rt.bus.publish(msgs)
+            with tracing.relay_span(self.rt, rows), \
+                    (self.rt.bus.topping_up(top_up) if more else contextlib.nullcontext()):
+                unroutable = self.rt.bus.publish(messages(rows))
         except BusError as exc:
             rollback()
             self._record_failure([r.id for r in rows], str(exc))
@@ -199,6 +226,7 @@ class Relay:
 
     def run(self, stop: threading.Event) -> None:
         wake = self.rt.outbox_wake
+        self.streaming = True
         if self.rt.is_postgres:
             threading.Thread(target=self._listen, args=(stop,), name="outbox-listen", daemon=True).start()
         poll = self.rt.settings.relay_poll_ms / 1000

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.postgres
 
 class Side:
     """A relay process's share: its own runtime (own pool), a `Relay.run` thread, and a record of
-    every batch it handed to the bus."""
+    every message it handed to the bus (batches, and what it added while their confirms were out)."""
 
     def __init__(self, definition, settings):
         self.rt = Runtime(definition, settings)
@@ -27,11 +27,20 @@ class Side:
         real = self.rt.bus.publish
 
         def publish(messages):
-            unroutable = real(messages)
             self.published += [m.message_id for m in messages]
-            return unroutable
+            return real(messages)
 
         self.rt.bus.publish = publish
+        top_up = self.rt.bus.topping_up
+
+        def topping_up(more):  # what the relay adds while the confirms are outstanding (RabbitMQ)
+            def recorded():
+                extra = more()
+                self.published += [m.message_id for m in extra]
+                return extra
+            return top_up(recorded)
+
+        self.rt.bus.topping_up = topping_up
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.relay.run, args=(self.stop,), daemon=True)
 
@@ -201,3 +210,68 @@ def test_stopping_the_active_relay_hands_the_lock_to_a_standby(relay_env):
     ids = emit(writer, 5)
     wait_until(lambda: pending(writer) == 0, message="published by the standby")
     assert b.published == ids and a.published == []
+
+
+@pytest.fixture
+def amqp_pg(pg_url, rabbit_env):
+    d = make_demo_service("a", handles=())
+    rt = Runtime(d, demo_settings("a", pg_url, rabbit_env.url, rabbit_env.namespace))
+    d.metadata.create_all(rt.engine)
+    rabbit_env.services |= {"a", "b"}
+    rt.bus.declare_consumer("b", ["lead.created"], rt.settings.retry_delays_ms)
+    yield rt
+    rt.close()
+
+
+def test_rows_committed_while_the_confirms_are_outstanding_go_out_at_once_in_the_same_batch(amqp_pg):
+    """Streaming (`Relay.run`): rows that commit while a batch waits for its confirms are claimed in
+    the batch's transaction and sent at once, after the batch; the COMMIT waits for their confirms
+    too, so no reader sees them sent before."""
+    rt = amqp_pg
+    first = emit(rt, 10)
+    relay = Relay(rt)
+    relay.streaming = True
+    real, seen = rt.bus.publish, {}
+    later = []
+
+    def publish(messages):
+        later.extend(emit(rt, 5, start=10))  # commit while the batch is on its way: sets the wake
+        unroutable = real(messages)
+        seen["unconfirmed"] = dict(rt.bus._pending)
+        seen["pending"] = pending(rt)  # all confirms in, COMMIT not yet
+        return unroutable
+
+    rt.bus.publish = publish
+    rt.outbox_wake.clear()
+    assert relay.run_once() == 15
+    assert seen == {"unconfirmed": {}, "pending": 15}
+    assert pending(rt) == 0
+    relay.close()
+    assert on_the_wire(rt, 15) == first + later
+
+
+def test_a_failure_after_topping_up_leaves_the_whole_batch_pending(amqp_pg):
+    from crm_shared.bus import BusError
+    rt = amqp_pg
+    emit(rt, 10)
+    relay = Relay(rt)
+    relay.streaming = True
+    real_send, sent = rt.bus._send, []
+
+    def send(conn, ch, messages, deadline):
+        real_send(conn, ch, messages, deadline)
+        sent.append(len(messages))
+        if len(sent) == 1:
+            emit(rt, 5, start=10)
+        elif messages:  # the topped-up rows are on the wire: now the broker "fails"
+            raise BusError("broker gone")
+
+    rt.bus._send = send
+    rt.outbox_wake.clear()
+    with pytest.raises(BusError):
+        relay.run_once()
+    assert sent[0] == 10 and sent[-1] == 5
+    assert pending(rt) == 15 and not relay.active
+    ob = rt.outbox
+    with rt.engine.connect() as c:
+        assert c.execute(select(func.count()).select_from(ob).where(ob.c.last_error.is_not(None))).scalar_one() == 15
