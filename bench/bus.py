@@ -363,7 +363,9 @@ class BeforeItem12Relay(Relay):
     """`Relay.run_once` on PostgreSQL as it was before tuning item 12 (bench/TUNING.md), kept to measure
     against in the same run: every batch checks a connection out of the pool (pre-ping), takes the
     transaction-level advisory lock, claims (BEGIN, then the UPDATE … RETURNING), publishes, waits for
-    the confirms and commits: five round trips to PostgreSQL where the relay now makes two."""
+    the confirms and commits: five round trips to PostgreSQL where the relay now makes two; and rows
+    committed while it waits for the confirms wait for the next batch (the relay's `run` now sends
+    them at once, `Bus.topping_up`)."""
 
     def run_once(self) -> int:
         with self.rt.engine.begin() as conn:
@@ -1104,7 +1106,7 @@ def report(R: dict) -> str:
                              "the relay checking a pooled connection out (pre-ping) and taking a transaction-level "
                              "lock per batch", False))
         rows.append(ours_row(r, o, "**Ours**: `UnitOfWork.emit` + commit → outbox → `Relay.run` (own connection, "
-                             "session-level lock) → RabbitMQ → `AmqpBus.consume` → `Dispatcher` → handler", True))
+                             "session-level lock, rows committed during a batch's confirm wait sent at once) → RabbitMQ → `AmqpBus.consume` → `Dispatcher` → handler", True))
         rows.append([f"{r}/s", "Raw: py-amqp publish (confirm mode) → RabbitMQ → kombu consumer",
                      f"{w['sent']:,} / {w['received']:,}", f(w["achieved_rate"]), C.fmt_ms(w["p50"]),
                      C.fmt_ms(w["p99"]), C.fmt_ms(w["max"]), "", "", ""])
