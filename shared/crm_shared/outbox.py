@@ -28,6 +28,7 @@ class Relay:
     IDLE_AFTER = 1.0   # s with nothing published before a relay on SQLite polls more slowly …
     IDLE_POLL = 0.05   # … at this period (s)
     STANDBY_RETRY = 1.0  # s between a standby relay's tries to take the lock (PostgreSQL)
+    TOP_UP_FOR = 0.1   # s after its claim during which a streaming batch takes in newly committed rows
 
     def __init__(self, runtime, batch: int | None = None):
         self.rt = runtime
@@ -122,11 +123,13 @@ class Relay:
             if not rows:
                 raw.execute("ROLLBACK")
                 return 0
+            until = time.monotonic() + self.TOP_UP_FOR
 
             def more():
                 # rows committed since the claim (their NOTIFY set the wake): claimed in this same
-                # transaction (ours are no longer pending to it), sent while the confirms come back
-                if not self.wake.is_set() or len(rows) >= self.batch:
+                # transaction (ours are no longer pending to it), sent while the confirms come back;
+                # for TOP_UP_FOR seconds at most, so that the batch commits and its rows show as sent
+                if not self.wake.is_set() or len(rows) >= self.batch or time.monotonic() > until:
                     return []
                 self.wake.clear()
                 cur.execute(self._claim_sql, {**self._claim_sql_params, **self._claim_params(self.batch - len(rows))})

@@ -123,9 +123,9 @@ class AmqpBus(Bus):
 
     @contextlib.contextmanager
     def topping_up(self, more):
-        """See `Bus.topping_up`: `more()` is asked every TOP_UP_POLL seconds while any of the
-        messages `publish` was given is unconfirmed, and what it returns is sent at once on the
-        same channel (after them, in order); `publish` returns when every one is confirmed."""
+        """See `Bus.topping_up`: `more()` is asked every TOP_UP_POLL seconds while any message
+        is unconfirmed, and what it returns is sent at once on the same channel (after the others,
+        in order); `publish` returns when every one is confirmed (so `more()` must stop giving)."""
         self._top_up.more = more
         try:
             yield
@@ -144,10 +144,8 @@ class AmqpBus(Bus):
                 conn, ch = self._publisher()
                 deadline = time.monotonic() + self.confirm_timeout
                 self._send(conn, ch, messages, deadline)
-                last_given = self._tag
                 while self._pending:
-                    # tags are issued in order and _pending keeps them so: its first key is the oldest unconfirmed
-                    if more is not None and next(iter(self._pending)) <= last_given:
+                    if more is not None:
                         self._send(conn, ch, more(), deadline)
                         self._drain(conn, deadline, self.TOP_UP_POLL)
                     else:

@@ -92,10 +92,10 @@ class Bus(abc.ABC):
         Returns the ids of messages no queue was bound for. Raises BusError otherwise."""
 
     def topping_up(self, more: Callable[[], list[OutgoingMessage]]):
-        """A context manager: while a `publish` inside it waits for the confirms of the messages it
-        was given, the transport may call `more()` for messages to send on the way (a list, maybe
-        empty); `publish` then returns once those are confirmed too, and reports the unroutable
-        among all. A transport that does not wait for confirms that way ignores it (this default)."""
+        """A context manager: while a `publish` inside it waits for confirms, the transport may
+        call `more()` for messages to send on the way (a list, maybe empty; it must come to an end);
+        `publish` then returns once those are confirmed too, and reports the unroutable among all.
+        A transport that does not wait for confirms that way ignores it (this default)."""
         return contextlib.nullcontext()
 
     def consume(self, service: str, callback: Callback, stop: threading.Event, prefetch: int = 100) -> None:
