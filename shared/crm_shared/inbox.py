@@ -303,6 +303,13 @@ def pipelined(conn, begin: bool = False):
     block ends, and fails the batch, which is then handled one event per transaction without
     pipelining (so the failing event is the one retried). Elsewhere: nothing.
 
+    Savepoints (`session.begin_nested()`): the SAVEPOINT syncs (so an earlier deferred error shows
+    there, before the savepoint exists, and aborts the whole transaction), and every statement inside
+    a savepoint is synced as it runs, so its error is raised at that statement, where the handler's
+    `except` expects it; after any error raised by a statement the pipeline is synced up to it
+    (`_resync_after_error`), so the ROLLBACK TO SAVEPOINT that follows runs and the batch goes on.
+    Deferring resumes when the savepoint ends.
+
     Yields `commit`: called last in the block, it queues the transaction's COMMIT, which then goes with
     the pipeline's closing sync instead of a round trip of its own; the block's end raises if it
     failed. Safe against an aborted transaction (whose COMMIT would report success and roll back):
@@ -318,26 +325,48 @@ def pipelined(conn, begin: bool = False):
         return
     driver = conn.connection.driver_connection
     dbapi_error = conn.dialect.loaded_dbapi.Error
+    if not event.contains(conn.engine, "handle_error", _resync_after_error):
+        event.listen(conn.engine, "handle_error", _resync_after_error)
     try:
         with driver.pipeline() as pipe:
             if begin:
                 driver.execute("BEGIN")
 
             def after_execute(_conn, _cursor, statement, _params, _context, _many):
-                if not _deferrable(statement):
+                if not _deferrable(statement) or _conn.in_nested_transaction():
                     pipe.sync()  # inside SQLAlchemy's execute: its errors come wrapped as usual
 
             event.listen(conn, "after_cursor_execute", after_execute)
+            conn.info[_PIPELINE] = pipe
             try:
                 # SQLAlchemy's own commit afterwards finds the transaction ended and sends nothing
                 yield functools.partial(driver.execute, "COMMIT")
             finally:
+                conn.info.pop(_PIPELINE, None)
                 event.remove(conn, "after_cursor_execute", after_execute)
     except dbapi_error as exc:
         # the last deferred results come back as the pipeline ends, outside any execute: wrap their
         # error as SQLAlchemy would (IntegrityError, OperationalError…), so that `is_transient`
         # tells a lost database (requeue the batch) from a bad event (one by one)
         raise DBAPIError.instance(None, None, exc, dbapi_error, dialect=conn.dialect) from exc
+
+
+_PIPELINE = "crm_inbox_pipeline"  # Connection.info key: the psycopg pipeline `pipelined` has open
+
+
+def _resync_after_error(ctx) -> None:
+    """handle_error (engine-wide, acts only inside `pipelined`): a statement raised an error read
+    before the pipeline's sync (psycopg reads replies as it sends), so the pipeline is left aborted
+    and the server skips everything up to the next sync, a ROLLBACK TO SAVEPOINT included. Sync it
+    now: the transaction is then simply in error (or back at the savepoint once rolled back to it)."""
+    conn = ctx.connection
+    pipe = conn.info.get(_PIPELINE) if conn is not None and not conn.closed else None
+    if pipe is None:
+        return
+    from psycopg.pq import PipelineStatus
+    with contextlib.suppress(Exception):  # the error being raised is the one that matters
+        if pipe.pgconn.pipeline_status == PipelineStatus.ABORTED:
+            pipe.sync()
 
 
 def _nothing() -> None:

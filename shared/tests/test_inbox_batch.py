@@ -244,6 +244,12 @@ def test_a_deferred_insert_that_fails_fails_only_its_own_event(consumer):
         uow.session.execute(marks.insert().values(key=key, n=1))
         rt.definition.handlers["lead.created"](uow, env, payload)  # and the demo effect row
 
+    only_the_clash_is_retried(rt, marks, handler)
+
+
+def only_the_clash_is_retried(rt, marks, handler):
+    """A batch of seven where the handler fails for the event named "clash" only: that event is retried
+    alone with its IntegrityError, the six others apply once (their `marks` rows next to "taken")."""
     batch = [delivery(f"n{i}") for i in range(3)] + [delivery("clash")] + [delivery(f"m{i}") for i in range(3)]
     decisions = Dispatcher(rt, {"lead.created": handler}).handle_batch([b[0] for b in batch])
     assert [x[0] for x in decisions] == [Outcome.ACK] * 3 + [Outcome.RETRY] + [Outcome.ACK] * 3
@@ -462,30 +468,137 @@ def test_no_connection_goes_back_to_the_pool_in_autocommit_mode(consumer):
         assert c.execute(select(func.count()).select_from(marks)).scalar_one() == 0
 
 
-def test_a_handler_savepoint_that_rolls_back_keeps_the_rest_of_the_batch(consumer):
+def test_a_handler_savepoint_that_rolls_back_keeps_the_rest_of_the_batch(consumer, monkeypatch):
     """Handlers use savepoints (`session.begin_nested()`, e.g. a unique insert that may lose a race):
-    rolled back to the savepoint, the handler's other writes and the rest of the batch commit, once;
-    on PostgreSQL inside the BEGIN the batch sends itself (autocommit connection)."""
+    rolled back to the savepoint, the handler's other writes and the rest of the batch commit, once,
+    in the batch's one transaction (on PostgreSQL: pipelined, inside the BEGIN the batch sends
+    itself; the statements inside a savepoint run synchronously, so the error is raised where the
+    handler catches it and the ROLLBACK TO SAVEPOINT runs): not redone one event at a time."""
     from sqlalchemy.exc import IntegrityError
+    rt = consumer
+    marks = marks_table(rt)
+    with rt.engine.begin() as c:
+        c.execute(marks.insert().values(key="taken", n=0))
+    one_by_one = []
+    real_one = PlainDispatcher._one
+    monkeypatch.setattr(PlainDispatcher, "_one", lambda self, *a: one_by_one.append(a[1].id) or real_one(self, *a))
+    caught = []
+
+    def handler(uow, env, payload):
+        uow.session.execute(marks.insert().values(key=env.id, n=2))  # deferred on PostgreSQL
+        if payload["name"].startswith("race"):
+            try:
+                with uow.session.begin_nested():
+                    uow.session.execute(marks.insert().values(key="taken", n=1))
+                    if payload["name"] == "race-read":  # a read after the failing write changes nothing
+                        uow.session.execute(select(marks.c.n).where(marks.c.key == "taken")).all()
+            except IntegrityError:
+                caught.append(env.id)  # lost the race: the savepoint is rolled back, the transaction goes on
+            with uow.session.begin_nested():  # and a savepoint that works, released
+                uow.session.execute(marks.insert().values(key=f"{env.id}-ok", n=3))
+        rt.definition.handlers["lead.created"](uow, env, payload)
+
+    names = ["n0", "race", "n1", "race-read", "race", "n2", "race-read", "n3"]
+    batch = [delivery(n) for n in names]
+    rt.commits.clear()
+    assert Dispatcher(rt, {"lead.created": handler}).handle_batch([b[0] for b in batch]) == [(Outcome.ACK, None, 0)] * 8
+    racers = [env.id for (_, env), n in zip(batch, names) if n.startswith("race")]
+    assert caught == racers
+    assert one_by_one == [] and len(rt.commits) == 1, "one transaction, not redone one event at a time"
+    assert demo_counts(rt.engine, rt.definition.metadata) == {env.id: 1 for _, env in batch}
+    with rt.engine.connect() as c:
+        assert dict(c.execute(select(marks.c.key, marks.c.n)).all()) == {
+            "taken": 0, **{env.id: 2 for _, env in batch}, **{f"{i}-ok": 3 for i in racers}}
+    assert processed(rt) == 8
+
+
+def test_an_error_a_handler_does_not_catch_in_its_savepoint_fails_only_its_own_event(consumer):
     rt = consumer
     marks = marks_table(rt)
     with rt.engine.begin() as c:
         c.execute(marks.insert().values(key="taken", n=0))
 
     def handler(uow, env, payload):
-        try:
-            with uow.session.begin_nested():
+        uow.session.execute(marks.insert().values(key=env.id, n=1))
+        if payload["name"] == "clash":
+            with uow.session.begin_nested():  # no except: the error leaves the handler
                 uow.session.execute(marks.insert().values(key="taken", n=1))
-                uow.session.execute(select(marks.c.n).where(marks.c.key == "taken")).all()  # the error shows
-        except IntegrityError:
-            pass  # lost the race: the savepoint is rolled back, the transaction goes on
-        uow.session.execute(marks.insert().values(key=env.id, n=2))
         rt.definition.handlers["lead.created"](uow, env, payload)
 
-    batch = [delivery(f"n{i}") for i in range(4)]
-    # (on PostgreSQL the savepoint's error aborts the batch's pipeline, so the batch is redone one
-    # event per transaction, as before this Dispatcher kept its connection: slower, not wrong)
-    assert Dispatcher(rt, {"lead.created": handler}).handle_batch([b[0] for b in batch]) == [(Outcome.ACK, None, 0)] * 4
-    assert demo_counts(rt.engine, rt.definition.metadata) == {env.id: 1 for _, env in batch}
+    only_the_clash_is_retried(rt, marks, handler)
+
+
+def test_an_earlier_events_error_caught_by_a_later_handlers_savepoint_cannot_make_the_batch_commit_nothing(consumer):
+    """On PostgreSQL an earlier handler's deferred INSERT fails; its error comes back at the next
+    synced statement, here a later handler's SAVEPOINT inside its `try … except IntegrityError`. The
+    later handler takes it for its own lost race and goes on: the transaction is aborted all the same
+    (the error is not inside the savepoint, which was never made), so the batch must not commit or
+    acknowledge on it: handled one by one, only the failing event retried."""
+    from sqlalchemy.exc import IntegrityError
+    rt = consumer
+    marks = marks_table(rt)
+    with rt.engine.begin() as c:
+        c.execute(marks.insert().values(key="taken", n=0))
+    swallowed = []
+
+    def handler(uow, env, payload):
+        if payload["name"] == "careful":  # the last of the batch: a savepoint first, then only deferred writes
+            try:
+                with uow.session.begin_nested():
+                    uow.session.execute(marks.insert().values(key=f"{env.id}-sp", n=2))
+            except IntegrityError:
+                swallowed.append(env.id)
+            uow.session.execute(marks.insert().values(key=env.id, n=1))
+            return
+        rt.definition.handlers["lead.created"](uow, env, payload)
+        key = "taken" if payload["name"] == "clash" else env.id
+        uow.session.execute(marks.insert().values(key=key, n=1))  # "clash": fails, deferred on PostgreSQL
+
+    batch = [delivery("n0"), delivery("n1"), delivery("clash"), delivery("careful")]
+    decisions = Dispatcher(rt, {"lead.created": handler}).handle_batch([b[0] for b in batch])
+    assert [x[0] for x in decisions] == [Outcome.ACK, Outcome.ACK, Outcome.RETRY, Outcome.ACK], decisions
+    clash, careful = batch[2][1].id, batch[3][1].id
+    assert demo_counts(rt.engine, rt.definition.metadata) == {batch[0][1].id: 1, batch[1][1].id: 1}
+    assert processed(rt) == 3
     with rt.engine.connect() as c:
-        assert dict(c.execute(select(marks.c.key, marks.c.n)).all()) == {"taken": 0, **{env.id: 2 for _, env in batch}}
+        keys = sorted(c.execute(select(marks.c.key)).scalars())
+    assert keys == sorted(["taken", careful, f"{careful}-sp", batch[0][1].id, batch[1][1].id])
+    if rt.is_postgres:
+        assert swallowed == [careful]  # in the batch; then alone, its savepoint worked
+
+
+def test_a_rollback_to_savepoint_runs_after_an_error_read_before_the_pipeline_synced(pg_url):
+    """psycopg reads replies while it sends: an error can be raised by a statement's execute before
+    that statement's sync went out, leaving the pipeline aborted (the server skips everything up to
+    the next sync). The pipeline is synced as the error is raised, so the ROLLBACK TO SAVEPOINT that
+    follows runs and the transaction goes on."""
+    import time
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import DBAPIError
+
+    from crm_shared.inbox import failed_transaction, pipelined
+    engine = create_engine(pg_url)
+    try:
+        with engine.begin() as c:
+            c.execute(text("CREATE TABLE marks (key text PRIMARY KEY)"))
+            c.execute(text("INSERT INTO marks VALUES ('taken')"))
+        with engine.connect() as conn:
+            conn.execution_options(isolation_level="AUTOCOMMIT")
+            with pipelined(conn, begin=True) as commit:
+                conn.exec_driver_sql("INSERT INTO marks VALUES ('before')")
+                # a savepoint SQLAlchemy does not know of: its INSERT is deferred like any other
+                conn.exec_driver_sql("SAVEPOINT manual")
+                conn.exec_driver_sql("INSERT INTO marks VALUES ('taken')")
+                time.sleep(0.3)  # its error is in the socket before the next statement is sent
+                with pytest.raises(DBAPIError, match="UniqueViolation|duplicate key"):
+                    conn.exec_driver_sql("SELECT count(*) FROM marks").all()
+                assert failed_transaction(conn)  # the error's sync is in: the transaction shows as aborted
+                conn.exec_driver_sql("ROLLBACK TO SAVEPOINT manual")
+                conn.exec_driver_sql("INSERT INTO marks VALUES ('after')")
+                assert not failed_transaction(conn)
+                commit()
+        with engine.connect() as c:
+            assert set(c.execute(text("SELECT key FROM marks")).scalars()) == {"taken", "before", "after"}
+    finally:
+        engine.dispose()
