@@ -65,3 +65,33 @@ def test_the_api_answers_leads_as_marshmallow_dumps_them(env):
             shown = present(dict(row), a)
             assert r.json == s.LeadOut().dump(shown)  # what marshmallow gives, as JSON
             assert compile_dump(s.LeadOut())(shown) == s.LeadOut().dump(shown)
+
+
+def test_the_body_is_parsed_once_and_answers_as_before(env, monkeypatch):
+    """The request hook's parse of a JSON body is what webargs gets (one `json.loads` per request);
+    another JSON media type is still parsed by webargs itself; invalid bodies and fields answer as
+    before (400 from the hook, 422 field by field)."""
+    import json as json_module
+    calls = []
+    real = json_module.loads
+
+    def counting(s, *a, **kw):
+        calls.append(s)
+        return real(s, *a, **kw)
+
+    monkeypatch.setattr(json_module, "loads", counting)
+    env.team([{"user_id": "rep1", "name": "Rep One"}])
+    body = {**LEAD, "phone": "13800138077", "email": "once@example.com", "company": "Once"}
+    r = env.post("/v1/leads", body, env.manager())
+    assert r.status_code == 201, r.json
+    assert len([c for c in calls if "once@example.com" in (c if isinstance(c, str) else c.decode())]) == 1
+    calls.clear()
+    r = env.client.post("/v1/leads", data=json_module.dumps({**body, "phone": "13800138078", "email": "x@example.com",
+                                                             "company": "Other"}),
+                        content_type="application/merge-patch+json", headers=env.manager())
+    assert r.status_code == 201 and r.json["email"] == "x***@example.com"
+    r = env.client.post("/v1/leads", data=b'{"name": ', content_type="application/json", headers=env.manager())
+    assert r.status_code == 400 and r.mimetype == "application/problem+json"
+    r = env.post("/v1/leads", {**body, "name": "x" * 201, "campaign_id": "7", "source": "fax"}, env.manager())
+    assert r.status_code == 422 and r.mimetype == "application/problem+json"
+    assert set(r.json["errors"]) == {"name", "campaign_id", "source"}, r.json
