@@ -6,6 +6,7 @@ from collections import OrderedDict
 from datetime import datetime, timedelta, timezone
 from types import MappingProxyType, SimpleNamespace
 
+import flask_smorest
 import pytest
 from flask import Flask, current_app
 from flask.views import MethodView
@@ -172,13 +173,25 @@ def test_schemas_it_could_get_wrong_are_refused(schema_cls):
     assert compile_dump(schema_cls()) is None
 
 
-def test_the_blueprint_gives_response_schemas_the_compiled_dump_and_answers_the_same(monkeypatch):
-    app = Flask("t")
+def _serving(name, blueprint_cls, objects):
+    """An app whose GET /w/<k> answers objects[k] through `@response(200, Wide)` of that blueprint class."""
+    app = Flask(name)
     app.config.update(API_TITLE="t", API_VERSION="1", OPENAPI_VERSION="3.0.3")
     api = Api(app)
-    blp = Blueprint("w", __name__, url_prefix="/w")
-    objs = list(_objects(40, seed=5))
-    objs = [o for o in objs if o.get("i_str", 0) is not None and o.get("called_default", 0) is not None]
+    blp = blueprint_cls("w", __name__, url_prefix="/w")
+
+    @blp.route("/<int:k>")
+    class One(MethodView):
+        @blp.response(200, Wide)
+        def get(self, k):
+            return objects[k]
+
+    api.register_blueprint(blp)
+    return app, api
+
+
+def test_the_blueprint_gives_response_schemas_the_compiled_dump_and_answers_the_same(monkeypatch):
+    objs = [o for o in _objects(40, seed=5) if o.get("i_str", 0) is not None and o.get("called_default", 0) is not None]
     good = []
     for o in objs:
         try:
@@ -186,26 +199,8 @@ def test_the_blueprint_gives_response_schemas_the_compiled_dump_and_answers_the_
             good.append(o)
         except Exception:  # noqa: BLE001
             pass
-
-    @blp.route("/<int:k>")
-    class One(MethodView):
-        @blp.response(200, Wide)
-        def get(self, k):
-            return good[k]
-
-    api.register_blueprint(blp)
-    plain = Flask("p")
-    plain.config.update(API_TITLE="t", API_VERSION="1", OPENAPI_VERSION="3.0.3")
-    plain_api = Api(plain)
-    plain_blp = __import__("flask_smorest").Blueprint("w", __name__, url_prefix="/w")
-
-    @plain_blp.route("/<int:k>")
-    class PlainOne(MethodView):
-        @plain_blp.response(200, Wide)
-        def get(self, k):
-            return good[k]
-
-    plain_api.register_blueprint(plain_blp)
+    app, api = _serving("t", Blueprint, good)
+    plain, plain_api = _serving("p", flask_smorest.Blueprint, good)
     slow_dumps = []
     original = Schema._serialize
 
