@@ -135,3 +135,40 @@ def test_a_routed_lead_is_answered_in_full_whether_a_member_takes_it_or_nobody_i
     assert {str(a["id"]) for a in answers} <= set(created)
     assert created[str(pooled["id"])]["company"] == pooled["company"]
     assert created[str(pooled["id"])]["status"] == "pooled"
+
+
+def test_a_round_robin_lead_is_answered_and_announced_as_stored_whatever_its_fields(env):
+    """The round-robin assignment returns only what it wrote (owner, status, timestamps); the rest of
+    the answer is the lead as the intake inserted it. For varied input (every field, Unicode, white
+    space, a campaign, email only, phone only) the answer is what `LeadOut` makes of the stored row,
+    and both events carry the stored row's fields: fails if a column is taken from anything but what
+    was stored (a default, an input value before normalisation)."""
+    from leads import schemas as s
+    from leads.api.common import present
+    from leads.domain.records import event_fields
+
+    env.team(members(("a", {}), ("b", {"max_open_leads": 50})), rule={"province": ["浙江"]})
+    camp = env.post("/v1/campaigns", {"name": "Expo", "source": "exhibition", "budget": "10.00",
+                                      "currency": "CNY", "starts_on": "2026-03-01", "ends_on": "2026-03-31"})
+    assert camp.status_code == 201, camp.json
+    bodies = [
+        {"name": "  王先生 ", "company": "杭州某某科技有限公司", "phone": "+86 138-0013-8001", "email": "Wang@Example.COM",
+         "province": "浙江", "city": "杭州", "industry": "software", "source": "exhibition",
+         "campaign_id": int(camp.json["id"]), "referrer_customer_id": "C-9", "note": "第一行\n第二行\t😀"},
+        {"email": "only@example.com", "province": "浙江"},
+        {"phone": "13800138003", "province": "浙江", "name": "x" * 200, "note": " padded "},
+        {"phone": "13800138004", "email": "b@example.org", "company": "Co", "city": "宁波", "province": "浙江",
+         "source": "wechat", "industry": None},
+    ]
+    mgr = Actor(id="mgr1", name="MGR1", roles=("sales_manager",), team="east")
+    for body in bodies:
+        r = env.post("/v1/leads", body, env.manager())
+        assert r.status_code == 201, r.json
+        assert r.json["owner_id"] in ("a", "b") and r.json["status"] == "new"
+        with env.app.test_request_context(), env.rt.engine.connect() as c:
+            row = dict(c.execute(select(leads).where(leads.c.id == int(r.json["id"]))).mappings().one())
+            assert r.json == s.LeadOut().dump(present(row, mgr))
+            fields = event_fields(row, c)
+        by_type = {e["type"]: e["payload"] for e in env.events() if e["payload"]["lead_id"] == r.json["id"]}
+        assert by_type["lead.created"] == {**fields, "status": "new"}
+        assert by_type["lead.assigned"] == {**fields, "previous_owner_id": None, "reason": "auto", "by_user_id": None}

@@ -53,3 +53,31 @@ def test_masks():
     assert n.mask_phone("+8613800138000") == "138****8000"
     assert n.mask_email("li.lei@example.com") == "l***@example.com"
     assert n.mask_phone(None) is None
+
+
+PHONES = ["13800138000", "+86 138 0013 8000", "8613912345678", "010-12345678", "0571-87654321", "+1 650 253 0000",
+          "+44 20 7946 0958", "+39 06 6982 1234", "+39 333 123 4567", "+81 3-1234-5678", "+49 30 123456",
+          "+852 2123 4567", "+886 2 2345 6789", "+61 2 9374 4000", "+7 495 123-45-67", "+33 1 23 45 67 89",
+          "+1 (242) 357-1234", "+353 1 234 5678", "+380 44 123 4567", "400-810-8888"]
+
+
+@pytest.mark.parametrize("raw", PHONES)
+def test_the_mask_of_a_number_just_normalised_is_the_mask_of_its_parse(raw):
+    """`phone` remembers the national number of what it normalised, and `mask_phone` uses it: the
+    mask must be the one parsing the E.164 text gives (fails if the remembered value differs)."""
+    try:
+        e164 = n.phone(raw)
+    except n.Invalid:
+        pytest.skip("not a valid number here")
+    remembered = n.mask_phone(e164)
+    n._NATIONAL.clear()
+    assert remembered == n.mask_phone(e164)
+    assert e164 not in n._NATIONAL
+
+
+def test_the_remembered_numbers_are_bounded():
+    n._NATIONAL.clear()
+    for k in range(n._NATIONAL_MAX + 10):
+        n.phone(f"139{k:08d}")
+    assert 0 < len(n._NATIONAL) <= n._NATIONAL_MAX
+    assert n.mask_phone("+8613900000001") == "139****0001"

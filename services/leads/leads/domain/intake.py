@@ -145,6 +145,16 @@ def _insert_with_keys(session, values: dict, keys: list, created: dict, slim: bo
     return row, len(keys) - row["_keys_in"]
 
 
+_UNSET = {c.name: None for c in leads.c}  # columns an intake does not set: no server default, NULL
+
+
+def _as_inserted(values: dict, lead_id) -> dict:
+    """The lead row `_insert_with_keys` wrote from `values`: the columns it was not given are NULL
+    (`leads` has server defaults only for `id`, `locked` and `duplicate_hits`, which an intake gives
+    or takes back). Timestamps are laid over it from the server's answer (its session time zone)."""
+    return {**_UNSET, **values, "id": lead_id}
+
+
 def create(uow, data: dict, actor, now, *, owner: tuple[str, str | None] | None = None, route: bool = True,
            pooled: bool = False, tags: str | None = None, claim_keys: bool = True, weights: dict | None = None,
            prepared: bool = False):
@@ -211,7 +221,10 @@ def create(uow, data: dict, actor, now, *, owner: tuple[str, str | None] | None 
     elif team_id is not None:
         given = routing.assign_round_robin(session, team_id, lead_id, now, actor)
         if given is not None:  # the usual case: turn, reservation, owner and history in one statement
-            row, codes[team_id], slim = given, given["_team_code"], False
+            # `given` has what the assignment wrote; the rest is the lead as inserted in this
+            # transaction (unseen by others until the commit, so unchanged)
+            row = {**(_as_inserted(values, lead_id) if slim else row), **given}
+            codes[team_id], slim = given["_team_code"], False
             owner_id, reason = row["owner_id"], "auto"
         else:
             member, given = routing.assign_lead(session, team_id, lead_id, now)

@@ -31,7 +31,19 @@ def phone(raw: str | None, region: str = DEFAULT_REGION) -> str | None:
         raise Invalid("Not a phone number.")
     if not phonenumbers.is_valid_number(num):
         raise Invalid("Not a valid phone number.")
-    return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
+    e164 = phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
+    if len(_NATIONAL) >= _NATIONAL_MAX:
+        _NATIONAL.clear()
+    _NATIONAL[e164] = str(num.national_number)
+    return e164
+
+
+# E.164 number -> its national number, of the numbers `phone` normalised lately: the intake's
+# answer masks the number it has just normalised, and `mask_phone` takes the national number from
+# here instead of parsing the E.164 text again (what that parse gives: the country code of an E.164
+# number is unambiguous). Bounded; a miss parses.
+_NATIONAL: dict[str, str] = {}
+_NATIONAL_MAX = 1024
 
 
 def email(raw: str | None) -> str | None:
@@ -107,10 +119,12 @@ def keys(phone_e164: str | None, email_norm: str | None, company_name: str | Non
 def mask_phone(value: str | None) -> str | None:
     if not value:
         return value
-    try:
-        national = str(phonenumbers.parse(value, DEFAULT_REGION).national_number)
-    except phonenumbers.NumberParseException:
-        national = re.sub(r"\D", "", value)
+    national = _NATIONAL.get(value)
+    if national is None:
+        try:
+            national = str(phonenumbers.parse(value, DEFAULT_REGION).national_number)
+        except phonenumbers.NumberParseException:
+            national = re.sub(r"\D", "", value)
     if len(national) <= 4:
         return "*" * len(national)
     keep_head = 3 if len(national) >= 9 else 1
