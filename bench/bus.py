@@ -363,26 +363,6 @@ class PreviousRelay(Relay):
         return len(rows)
 
 
-class BeforeItem12Relay(Relay):
-    """`Relay.run_once` on PostgreSQL as it was before tuning item 12 (bench/TUNING.md), kept to measure
-    against in the same run: every batch checks a connection out of the pool (pre-ping), takes the
-    transaction-level advisory lock, claims (BEGIN, then the UPDATE … RETURNING), publishes, waits for
-    the confirms and commits: five round trips to PostgreSQL where the relay now makes two; and rows
-    committed while it waits for the confirms wait for the next batch (the relay's `run` now sends
-    them at once, `Bus.topping_up`)."""
-
-    def run_once(self) -> int:
-        with self.rt.engine.begin() as conn:
-            if not conn.execute(select(func.pg_try_advisory_xact_lock(self._lock_key))).scalar_one():
-                return 0
-            rows = conn.execute(self._claim, {"now": self.rt.clock.now(), "n": self.batch}).all()
-            if not rows:
-                return 0
-            rows.sort(key=lambda r: r.id)
-            self.rt.bus.publish([OutgoingMessage(r.event_id, r.event_type, r.envelope.encode()) for r in rows])
-        return len(rows)
-
-
 def time_relay(rt: Runtime, n_expected: int, batch: int | None = None, profile: bool = False,
                cls: type = Relay) -> dict:
     """Times Relay.drain() over a full outbox, then checks that every row was marked sent and that
@@ -656,13 +636,11 @@ def wait_for(predicate, seconds: float) -> bool:
     return True
 
 
-def our_latency(rt: Runtime, svc: BenchService, rate: int, seconds: float, pg_url: str, namespace: str,
-                relay_cls: type = Relay) -> dict:
+def our_latency(rt: Runtime, svc: BenchService, rate: int, seconds: float, pg_url: str, namespace: str) -> dict:
     """Events emitted one per UnitOfWork at a steady rate by a separate emitter process (as a web
-    process of the service would: `emit_process`) while this process's Worker (consume thread) and a
-    `relay_cls(rt).run` thread (woken by PostgreSQL LISTEN/NOTIFY, as in the Worker) run; latency =
-    handler start - emit call, both on CLOCK_MONOTONIC, which is one clock for every process of the
-    machine."""
+    process of the service would: `emit_process`) while this process's Worker (relay thread woken by
+    PostgreSQL LISTEN/NOTIFY + consume thread) runs; latency = handler start - emit call, both on
+    CLOCK_MONOTONIC, which is one clock for every process of the machine."""
     got: dict[str, float] = {}
     picked: dict[str, float] = {}  # when the relay handed the event to AmqpBus.publish
     svc.on_handle = lambda env: got.setdefault(env.id, time.monotonic())
@@ -674,23 +652,7 @@ def our_latency(rt: Runtime, svc: BenchService, rate: int, seconds: float, pg_ur
             picked.setdefault(m.message_id, t)
         return publish(messages)
 
-    top_up = rt.bus.topping_up
-
-    def timed_topping_up(more):  # what the relay sends while its batch's confirms are outstanding
-        def timed_more():
-            extra = more()
-            t = time.monotonic()
-            for m in extra:
-                picked.setdefault(m.message_id, t)
-            return extra
-        return top_up(timed_more)
-
-    rt.bus.publish = timed_publish  # instance attributes: shadow the methods for this run only
-    rt.bus.topping_up = timed_topping_up
-    relay_stop = threading.Event()
-    relay = threading.Thread(target=relay_cls(rt).run, args=(relay_stop,), name="bench-relay", daemon=True)
-    relay.start()
-    time.sleep(0.3)  # the relay takes its lock and its LISTEN is in place before the first event
+    rt.bus.publish = timed_publish  # instance attribute: shadows the method for this run only
     cpu0, children0 = time.process_time(), _children_cpu()
     try:
         out = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--emit", pg_url, namespace, str(rate),
@@ -704,10 +666,8 @@ def our_latency(rt: Runtime, svc: BenchService, rate: int, seconds: float, pg_ur
         # are idle meanwhile) and of the emitter process, as a share of one core over the run
         worker_cpu, emitter_cpu = time.process_time() - cpu0, _children_cpu() - children0
     finally:
-        relay_stop.set()
-        relay.join(15)
         svc.on_handle = None
-        del rt.bus.publish, rt.bus.topping_up
+        del rt.bus.publish
     stats = latency_stats(sent, got, elapsed)
     stats["worker_cpu"], stats["emitter_cpu"] = worker_cpu / elapsed, emitter_cpu / elapsed
     committed = res.get("committed", {})
@@ -848,8 +808,7 @@ def run(profile: str | None = None) -> str:
             rt.bus.declare_consumer(SERVICE, ["lead.created"], rt.settings.retry_delays_ms)
             R["emit_pg"] = prefill(rt, N_RELAY)
             # every relay drain sits between two raw windowed runs on the same kind of queue
-            batches = ([(rt.settings.relay_batch, Relay)] * RELAY_ROUNDS + [(rt.settings.relay_batch, BeforeItem12Relay),
-                                                                           (rt.settings.relay_batch, PreviousRelay)]
+            batches = ([(rt.settings.relay_batch, Relay)] * RELAY_ROUNDS + [(rt.settings.relay_batch, PreviousRelay)]
                        + [(b, Relay) for b in RELAY_BATCHES])
             R["win_quorum"], R["relay_pg"] = [raw_publish_windowed(broker, k_q, N_WINDOW, WINDOW)], []
             for i, (b, cls) in enumerate(batches):
@@ -859,7 +818,6 @@ def run(profile: str | None = None) -> str:
                     broker.purge(our_queue)
                 R["relay_pg"].append(time_relay(rt, N_RELAY, batch=b, profile=profile == "relay" and i == 0, cls=cls))
                 R["relay_pg"][-1]["previous"] = cls is PreviousRelay
-                R["relay_pg"][-1]["before12"] = cls is BeforeItem12Relay
                 R["win_quorum"].append(raw_publish_windowed(broker, k_q, N_WINDOW, WINDOW))
             # left for the consumers: N_WINDOW raw messages in q_q, N_RELAY of ours in our_queue
 
@@ -916,18 +874,18 @@ def run(profile: str | None = None) -> str:
 
             # 5: latency, ours and raw in turn at each rate -----------------------------------------
             q_l, k_l = broker.raw_queue("quorum", "latency")
-            worker = Worker(rt, relay=False, schedule=False).start()  # the relay: per run, see our_latency
+            worker = Worker(rt, schedule=False).start()
             time.sleep(0.5)  # let the consumer subscribe
-            for i, r in enumerate(LAT_RATES):
-                # before tuning item 12 (its relay and its consumer) and now, in turn (which goes first
-                # alternates), each with a fresh Worker for the consume thread, then raw
-                for before in (True, False)[::1 if i % 2 == 0 else -1]:
+            for r in LAT_RATES:
+                if r == max(LAT_RATES):  # the Worker as before tuning item 12, just before ours at this rate
                     worker.shutdown(15)
-                    worker = (BeforeItem12Worker if before else Worker)(rt, relay=False, schedule=False).start()
+                    worker = BeforeItem12Worker(rt, schedule=False).start()
                     time.sleep(0.5)
-                    key = "lat_before12" if before else "lat_ours"
-                    R[f"{key}_{r}"] = our_latency(rt, svc, r, LAT_SECONDS, pg_url, ns,
-                                                  relay_cls=BeforeItem12Relay if before else Relay)
+                    R["lat_b12"] = our_latency(rt, svc, r, LAT_SECONDS, pg_url, ns)
+                    worker.shutdown(15)
+                    worker = Worker(rt, schedule=False).start()
+                    time.sleep(0.5)
+                R[f"lat_ours_{r}"] = our_latency(rt, svc, r, LAT_SECONDS, pg_url, ns)
                 R[f"lat_raw_{r}"] = raw_latency(broker, q_l, k_l, r, LAT_SECONDS)
             worker.shutdown(15)
             worker = None
@@ -995,15 +953,9 @@ def report(R: dict) -> str:
                             "baseline for the relay rows around it"))
         if i < RELAY_ROUNDS:
             label = (f"**Our `Relay.drain()`**, PostgreSQL outbox, batch {relay['batch']} (default), window "
-                     f"{WINDOW:,}: on its own connection holding the relay lock, claim and mark the pending rows in "
-                     f"one UPDATE … RETURNING (sent with its BEGIN), publish, wait for confirms, COMMIT")
+                     f"{WINDOW:,}: claim and mark the pending rows in one UPDATE … RETURNING, publish, wait for confirms, COMMIT")
             ratio = f"**{ratios[i]:.0%}** of the raw runs just before and after"
             rate = f"**{f(relay['rate'])}**"
-        elif relay.get("before12"):
-            label = (f"Before (tuning item 12, `BeforeItem12Relay` in bench/bus.py): the same batch, but a pool "
-                     f"checkout with its pre-ping and a transaction-level advisory lock per batch; batch {relay['batch']}")
-            ratio = f"{ratios[i]:.0%} of the raw runs just before and after"
-            rate = f(relay["rate"])
         elif relay.get("previous"):
             label = (f"Before (tuning item 4, `PreviousRelay` in bench/bus.py): `Relay.drain()` as it was: SELECT "
                      f"pending rows, publish, UPDATE `id IN (…)`, COMMIT; batch {relay['batch']}")
@@ -1095,34 +1047,33 @@ def report(R: dict) -> str:
 
     out += ["### Publish-to-handler latency (ms)", ""]
     rows = []
-    def ours_row(r, o, path, bold):
-        b = (lambda x: f"**{x}**") if bold else (lambda x: x)
-        return [f"{r}/s", path, f"{o['sent']:,} / {o['received']:,}", f(o["achieved_rate"]), b(C.fmt_ms(o['p50'])),
-                b(C.fmt_ms(o['p99'])), C.fmt_ms(o["max"]),
-                f"{C.fmt_ms(o['emit_to_relay_p50'])} + {C.fmt_ms(o['relay_to_handler_p50'])}",
-                f"{C.fmt_ms(o['emit_commit_p50'])}", f"{o['worker_cpu']:.0%} / {o['emitter_cpu']:.0%}"]
-
     for r in LAT_RATES:
         o, w = R[f"lat_ours_{r}"], R[f"lat_raw_{r}"]
-        rows.append(ours_row(r, R[f"lat_before12_{r}"], "Before (tuning item 12: `BeforeItem12Relay`, `BeforeItem12Worker`): the same path, "
-                             "the relay checking a pooled connection out (pre-ping) and taking a transaction-level "
-                             "lock per batch, the consumer checking a pooled connection out per batch", False))
-        rows.append(ours_row(r, o, "**Ours**: `UnitOfWork.emit` + commit → outbox → `Relay.run` (own connection, "
-                             "session-level lock, rows committed during a batch's confirm wait sent at once) → RabbitMQ → `AmqpBus.consume` → `Dispatcher` → handler", True))
+        rows.append([f"{r}/s", "**Ours**: `UnitOfWork.emit` + commit → outbox → `Relay.run` → RabbitMQ → "
+                     "`AmqpBus.consume` → `Dispatcher` → handler", f"{o['sent']:,} / {o['received']:,}",
+                     f(o["achieved_rate"]), f"**{C.fmt_ms(o['p50'])}**", f"**{C.fmt_ms(o['p99'])}**",
+                     C.fmt_ms(o["max"]), f"{C.fmt_ms(o['emit_to_relay_p50'])} + {C.fmt_ms(o['relay_to_handler_p50'])}",
+                     f"{C.fmt_ms(o['emit_commit_p50'])}", f"{o['worker_cpu']:.0%} / {o['emitter_cpu']:.0%}"])
+        if r == max(LAT_RATES) and "lat_b12" in R:
+            o = R["lat_b12"]
+            rows.insert(len(rows) - 1, [
+                f"{r}/s", "Before (tuning item 12): the same, the Worker's consumer with `BeforeItem12Dispatcher` "
+                "(run just before the row below)", f"{o['sent']:,} / {o['received']:,}", f(o["achieved_rate"]),
+                C.fmt_ms(o["p50"]), C.fmt_ms(o["p99"]), C.fmt_ms(o["max"]),
+                f"{C.fmt_ms(o['emit_to_relay_p50'])} + {C.fmt_ms(o['relay_to_handler_p50'])}",
+                f"{C.fmt_ms(o['emit_commit_p50'])}", f"{o['worker_cpu']:.0%} / {o['emitter_cpu']:.0%}"])
         rows.append([f"{r}/s", "Raw: py-amqp publish (confirm mode) → RabbitMQ → kombu consumer",
                      f"{w['sent']:,} / {w['received']:,}", f(w["achieved_rate"]), C.fmt_ms(w["p50"]),
                      C.fmt_ms(w["p99"]), C.fmt_ms(w["max"]), "", "", ""])
     out += [C.md_table(["Target rate", "Path", "Sent / received", "Achieved rate", "p50", "p99", "max",
                         "p50 emit→relay + relay→handler", "of which p50 emit + COMMIT in the emitter",
                         "CPU: Worker / emitter process (share of one core)"], rows), ""]
-    out += [f"{LAT_SECONDS:g} s per rate and path; at each rate the Worker and relay before item 12 and ours in turn "
-            "(which goes first alternates between rates), then raw. Ours: a separate emitter process (as a "
+    out += [f"{LAT_SECONDS:g} s per rate and path, ours and raw in turn. Ours: a separate emitter process (as a "
             "service's web process would) sends each event in its own transaction (`UnitOfWork.emit` + commit), "
             f"from up to {LAT_EMITTERS} threads (one per 25 events/s of the target: "
             + ", ".join(f"{R[f'lat_ours_{r}']['emitters']} at {r}/s" for r in LAT_RATES) + "); the real `Worker` "
-            "(or `BeforeItem12Worker`) consumes in this process (prefetch and batch from the default `Settings`) "
-            "beside a relay thread (`Relay.run`, as the Worker runs it, or the before variant) woken by its PostgreSQL LISTEN on the "
-            "emitter's commit. Latency = handler start − `emit` call, both "
+            "runs in this process (relay thread woken by its PostgreSQL LISTEN on the emitter's commit, consume "
+            "thread; prefetch and batch from the default `Settings`). Latency = handler start − `emit` call, both "
             "read from CLOCK_MONOTONIC (`time.monotonic`, one clock for all processes of the machine). The last "
             "column splits the median: `emit` call → the relay hands the event to `AmqpBus.publish`, and from "
             "there → handler start; the next column is the part of the first spent in the emitter's own "

@@ -251,20 +251,3 @@ def test_no_reader_sees_a_row_sent_before_its_confirm_and_a_failed_publish_leave
         rows = conn.execute(select(ob.c.event_id, ob.c.attempts).order_by(ob.c.id)).all()
     assert [r.event_id for r in rows] == [e.id for e in sent]
     assert [r.attempts for r in rows] == [2] * 20 + [1] * 10
-
-
-def test_the_relay_marks_events_nobody_is_bound_to_as_unroutable_and_sent(pair):
-    """The relay's unroutable mark is written in the batch's transaction (on PostgreSQL on the
-    relay's own connection) and committed with it."""
-    p, _ = pair
-    routed = emit_note(p, "someone listens")
-    with p.uow() as uow:  # b's queue is bound to lead.created only
-        nobody = uow.emit("lead.disqualified", {"lead_id": "1", "reason": "spam"}, aggregate_type="lead",
-                          aggregate_id=1)
-        uow.commit()
-    assert Relay(p).drain() == 2
-    with p.engine.connect() as conn:
-        ob = p.outbox
-        rows = {r.event_id: r for r in conn.execute(select(ob.c.event_id, ob.c.unroutable, ob.c.published_at))}
-    assert rows[nobody.id].unroutable and not rows[routed.id].unroutable
-    assert all(r.published_at is not None for r in rows.values())

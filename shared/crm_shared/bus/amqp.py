@@ -8,7 +8,6 @@
 * Consumers acknowledge only after the handler's transaction has committed."""
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import socket
@@ -39,7 +38,6 @@ class AmqpBus(Bus):
         self._pub_conn: Connection | None = None
         self._pub_ch = None
         self._lock = threading.Lock()
-        self._top_up = threading.local()  # .more: see topping_up
         self._exchange = Exchange(topology.exchange, type="topic", durable=True)
 
     def _connection(self, heartbeat: int | None = None) -> Connection:
@@ -119,23 +117,9 @@ class AmqpBus(Bus):
             except Exception:  # pragma: no cover - already broken
                 pass
 
-    TOP_UP_POLL = 0.002  # s: how often `more()` is asked while confirms are outstanding (topping_up)
-
-    @contextlib.contextmanager
-    def topping_up(self, more):
-        """See `Bus.topping_up`: `more()` is asked every TOP_UP_POLL seconds while any message
-        is unconfirmed, and what it returns is sent at once on the same channel (after the others,
-        in order); `publish` returns when every one is confirmed (so `more()` must stop giving)."""
-        self._top_up.more = more
-        try:
-            yield
-        finally:
-            self._top_up.more = None
-
     def publish(self, messages: list[OutgoingMessage]) -> set[str]:
         if not messages:
             return set()
-        more = getattr(self._top_up, "more", None)
         with self._lock:
             self._pending: dict[int, str] = {}
             self._nacked: set[str] = set()
@@ -143,13 +127,17 @@ class AmqpBus(Bus):
             try:
                 conn, ch = self._publisher()
                 deadline = time.monotonic() + self.confirm_timeout
-                self._send(conn, ch, messages, deadline)
-                while self._pending:
-                    if more is not None:
-                        self._send(conn, ch, more(), deadline)
-                        self._drain(conn, deadline, self.TOP_UP_POLL)
-                    else:
+                for m in messages:
+                    while len(self._pending) >= self.window:
                         self._drain(conn, deadline)
+                    self._tag += 1
+                    self._pending[self._tag] = m.message_id
+                    msg = amqp.Message(m.body, content_type="application/json", delivery_mode=2,
+                                       message_id=m.message_id, type=m.routing_key,
+                                       correlation_id=m.correlation_id or "")
+                    ch.basic_publish(msg, exchange=self.topology.exchange, routing_key=m.routing_key, mandatory=True)
+                while self._pending:
+                    self._drain(conn, deadline)
             except CONNECTION_ERRORS as exc:
                 self._reset_publisher()
                 raise BusError(f"publish failed: {exc}") from exc
@@ -157,24 +145,13 @@ class AmqpBus(Bus):
                 raise BusError(f"broker refused {len(self._nacked)} message(s)")
             return set(self._returned)
 
-    def _send(self, conn, ch, messages, deadline):
-        for m in messages:
-            while len(self._pending) >= self.window:
-                self._drain(conn, deadline)
-            self._tag += 1
-            self._pending[self._tag] = m.message_id
-            msg = amqp.Message(m.body, content_type="application/json", delivery_mode=2,
-                               message_id=m.message_id, type=m.routing_key,
-                               correlation_id=m.correlation_id or "")
-            ch.basic_publish(msg, exchange=self.topology.exchange, routing_key=m.routing_key, mandatory=True)
-
-    def _drain(self, conn, deadline, timeout=1.0):
+    def _drain(self, conn, deadline):
         left = deadline - time.monotonic()
         if left <= 0:
             self._reset_publisher()
             raise BusError("timed out waiting for publisher confirms")
         try:
-            conn.drain_events(timeout=min(left, timeout))
+            conn.drain_events(timeout=min(left, 1.0))
         except socket.timeout:
             pass
 

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import abc
-import contextlib
 import enum
 import threading
 from dataclasses import dataclass, field
@@ -90,13 +89,6 @@ class Bus(abc.ABC):
     def publish(self, messages: list[OutgoingMessage]) -> set[str]:
         """Publish persistently and return once the broker has confirmed every message.
         Returns the ids of messages no queue was bound for. Raises BusError otherwise."""
-
-    def topping_up(self, more: Callable[[], list[OutgoingMessage]]):
-        """A context manager: while a `publish` inside it waits for confirms, the transport may
-        call `more()` for messages to send on the way (a list, maybe empty; it must come to an end);
-        `publish` then returns once those are confirmed too, and reports the unroutable among all.
-        A transport that does not wait for confirms that way ignores it (this default)."""
-        return contextlib.nullcontext()
 
     def consume(self, service: str, callback: Callback, stop: threading.Event, prefetch: int = 100) -> None:
         """Deliver messages of the service's queue to `callback` until `stop` is set; acknowledge,
