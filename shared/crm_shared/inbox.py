@@ -198,27 +198,22 @@ class Dispatcher:
                 return self._in_transaction(conn, work)
         self._owner = threading.get_ident()
         fresh = self._conn is None
-        if fresh:
-            self._conn = self._connect()  # the pool's pre-ping checks it
-        try:
-            return self._in_transaction(self._conn, work)
-        except Exception as exc:
-            lost = _lost(self._conn, exc)
-            if lost or not _idle(self._conn):
-                self.close()
-            if fresh or not lost:
-                raise
-        # the connection kept since the last batch is gone (database restarted, network cut): once more
-        # on a new one, as the pool's pre-ping would have done. Nothing of the batch is applied twice:
-        # had its COMMIT gone through, the inbox rows now make every event a duplicate.
-        log.info("database connection lost since the last batch, handling the batch on a new one")
-        self._conn = self._connect()
-        try:
-            return self._in_transaction(self._conn, work)
-        except Exception as exc:
-            if _lost(self._conn, exc) or not _idle(self._conn):
-                self.close()
-            raise
+        while True:
+            if self._conn is None:
+                self._conn = self._connect()  # the pool's pre-ping checks it
+            try:
+                return self._in_transaction(self._conn, work)
+            except Exception as exc:
+                lost = _lost(self._conn, exc)
+                if lost or not _idle(self._conn):
+                    self.close()
+                if fresh or not lost:
+                    raise
+            # the connection kept since the last batch is gone (database restarted, network cut): once
+            # more on a new one, as the pool's pre-ping would have done. Nothing of the batch is applied
+            # twice: had its COMMIT gone through, the inbox rows now make every event a duplicate.
+            log.info("database connection lost since the last batch, handling the batch on a new one")
+            fresh = True
 
     def _connect(self):
         """A connection for batches. On PostgreSQL in autocommit mode, so that `pipelined` can send
