@@ -127,3 +127,12 @@ def test_lead_list_total_is_counted_up_to_a_limit(env, monkeypatch):
     monkeypatch.setattr(leads_api, "LIST_COUNT_LIMIT", 3)
     r = env.client.get("/v1/leads", headers=env.rep()).json
     assert r["total"] == 3 and r["total_is_lower_bound"] is False and len(r["items"]) == 3
+
+
+def test_a_bad_query_parameter_is_named_and_said_to_be_in_the_query_string(env):
+    r = env.client.get("/v1/pool?per_page=many", headers=env.rep())
+    assert r.status_code == 422 and r.mimetype == "application/problem+json", r.json
+    assert r.json["detail"] == "The query string has invalid parameters." and "per_page" in r.json["errors"]
+    # a body error still says the body
+    r = env.post("/v1/leads", {"phone": "13900139000", "email": "not-an-address", "name": "Li"}, env.rep())
+    assert r.status_code == 422 and r.json["detail"] == "The request body has invalid fields." and "email" in r.json["errors"]

@@ -69,6 +69,22 @@ def _flatten(messages) -> dict:
     return messages if isinstance(messages, dict) else {"_schema": messages}
 
 
+_WHERE = {"json": "The request body has invalid fields.", "form": "The request body has invalid fields.",
+          "files": "The request body has invalid fields.", "query": "The query string has invalid parameters.",
+          "headers": "The request has invalid headers.", "path": "The request path has invalid parameters.",
+          "view_args": "The request path has invalid parameters."}
+
+
+def _invalid_detail(messages) -> str:
+    """Say where the invalid fields are: the body, the query string, or several places."""
+    if isinstance(messages, dict) and messages and set(messages) <= set(_WHERE):
+        details = {_WHERE[loc] for loc in messages}
+        if len(details) == 1:
+            return details.pop()
+        return "The request has invalid fields (" + ", ".join(sorted(messages)) + ")."
+    return "The request body has invalid fields."
+
+
 def register(app: Flask) -> None:
     @app.errorhandler(Problem)
     def _problem(exc: Problem):
@@ -78,8 +94,7 @@ def register(app: Flask) -> None:
     def _http(exc: HTTPException):
         if exc.code == 422:
             messages = (getattr(exc, "data", None) or {}).get("messages") or {}
-            return problem(422, "Unprocessable Entity", "The request body has invalid fields.",
-                           errors=_flatten(messages))
+            return problem(422, "Unprocessable Entity", _invalid_detail(messages), errors=_flatten(messages))
         if exc.code == 400:
             return problem(400, "Bad Request", "The request body is not valid JSON."
                            if request.mimetype == "application/json" else (exc.description or "Bad request."))
