@@ -21,6 +21,7 @@ import time
 import uuid
 from typing import Iterable
 
+from .. import sqlitelock
 from .base import BatchCallback, Bus, BusError, DeadLetter, Delivery, Outcome, OutgoingMessage, Topology
 
 SCHEMA = """
@@ -70,6 +71,7 @@ class SqliteBus(Bus):
         self.idle_after = idle_after
         self._local = threading.local()
         self._owner = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._write_lock = sqlitelock.for_file(path)
         self._conn().executescript(SCHEMA)
 
     # -- plumbing -------------------------------------------------------------------------------
@@ -86,20 +88,38 @@ class SqliteBus(Bus):
         return c
 
     class _Tx:
-        def __init__(self, conn):
-            self.conn = conn
+        """A write transaction on the bus file: the file's write lock (crm_shared.sqlitelock: the
+        writers of every process queue in the kernel, not in SQLite's busy handler's sleeps), then
+        `BEGIN IMMEDIATE`; COMMIT or ROLLBACK, then the lock given back."""
+        def __init__(self, conn, lock):
+            self.conn, self.lock = conn, lock
 
         def __enter__(self):
-            self.conn.execute("BEGIN IMMEDIATE")
+            if self.lock is not None:
+                self.lock.acquire()
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+            except BaseException:
+                if self.lock is not None:
+                    self.lock.release()
+                raise
             return self.conn
 
         def __exit__(self, exc_type, *_):
-            self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+            try:
+                self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+            finally:
+                if self.lock is not None:
+                    self.lock.release()
             return False
 
     def _tx(self):
         try:
-            return self._Tx(self._conn())
+            return self._Tx(self._conn(), self._write_lock)
         except sqlite3.Error as exc:  # pragma: no cover - disk trouble
             raise BusError(str(exc)) from exc
 
