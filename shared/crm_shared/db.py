@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import select
+import sqlite3
 
 from sqlalchemy import (BigInteger, Boolean, Column, DateTime, Index, Integer, MetaData, String, exc, false,
                         Table, Text, create_engine, event, text)
@@ -94,7 +95,10 @@ def make_engine(url: str, **kw) -> Engine:
             dbapi_conn = conn.connection.dbapi_connection
             take = getattr(dbapi_conn, "take_write_lock", None)
             if take is not None:
-                take()
+                try:
+                    take()
+                except sqlite3.OperationalError as e:  # waited WAIT_SECONDS: as SQLite's own busy timeout
+                    raise exc.OperationalError("BEGIN IMMEDIATE", None, e) from e
             try:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
             except BaseException:

@@ -1,31 +1,32 @@
-"""One writer at a time per SQLite file, queued in the kernel instead of in SQLite's busy handler.
+"""One writer at a time per SQLite file, queued without SQLite's busy handler's growing sleeps.
 
 Every transaction on the embedded default takes SQLite's write lock up front (`BEGIN IMMEDIATE`,
 see `db.make_engine` and the SQLite bus). When the lock is taken, SQLite's busy handler retries
 after sleeps that grow from 1 ms to 100 ms (1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100, ...): a
 writer that arrives while another holds the lock for 2 ms often sleeps 8–50 ms, and under load
-the waiters that sleep longest keep losing to newcomers (p99 in the hundreds of ms, seconds now
-and then, in bench/TUNING.md section 18's probe). Here a writer first queues on a lock of its
-process (threads wake in turn as soon as it is free) and then on an exclusive `flock` of a file
-beside the database (`<file>-writelock`), which the kernel hands to a waiting process the moment
-the holder lets go, and which it releases by itself when the holder's process dies (even by
-SIGKILL). SQLite's own lock and busy timeout stay underneath, for writers that don't go through
-here (the sqlite3 shell, an older release of a service during a rollout).
+the waiters that sleep longest keep losing to newcomers (hundreds of ms at p99, seconds now and
+then: bench/sqlite_writers.py). Here a writer first queues on a lock of its process (its threads
+wake in turn the moment it is free), and then, alone for its process, takes an exclusive `flock`
+of a file beside the database (`<file>-writelock`), trying again every 0.2 ms at first and every
+2 ms at most. The kernel releases a dead process's flock by itself (even after SIGKILL). SQLite's
+own lock and busy timeout stay underneath, for writers that don't come through here (the sqlite3
+shell, an older release of a service during a rollout).
 
-Waits: a thread waits for the others of its process up to `timeout` seconds and then gets
-SQLite's own error ("database is locked"), so a thread that opens a second transaction on the same
-file while holding one fails as it did before rather than hanging. Between processes the wait
-has no time limit: a process whose transaction stays open keeps the others waiting for as long as
-SQLite's lock would have made them fail and retry. Lock order, where a transaction on one file
-writes to another: a service's database, then the bus file (the relay); never the other way."""
+A writer waits at most WAIT_SECONDS (30 s, SQLite's busy_timeout here) in all and then gets
+SQLite's own error, "database is locked", which the web layer answers with 503 and Retry-After as
+before; a thread that opens a second transaction on a file while holding one fails that way rather
+than hanging. Lock order, where a transaction on one file writes to another: a service's database,
+then the bus file (the relay); never the other way."""
 from __future__ import annotations
 
 import fcntl
 import os
 import sqlite3
 import threading
+import time
 
-WAIT_SECONDS = 30.0  # how long a thread waits for the others of its process (SQLite's busy_timeout)
+WAIT_SECONDS = 30.0  # how long a writer waits for the lock, as SQLite's busy_timeout, then "database is locked"
+MAX_POLL_SECONDS = 0.002  # between two tries at another process's lock
 _locks: dict[str, "WriteLock"] = {}
 _registry_lock = threading.Lock()
 
@@ -46,13 +47,29 @@ class WriteLock:
         return self._fd
 
     def acquire(self, timeout: float | None = None) -> None:
-        if not self._threads.acquire(timeout=WAIT_SECONDS if timeout is None else timeout):
+        deadline = time.monotonic() + (WAIT_SECONDS if timeout is None else timeout)
+        if not self._threads.acquire(timeout=max(0.0, deadline - time.monotonic())):
             raise sqlite3.OperationalError("database is locked")
         try:
-            fcntl.flock(self._file(), fcntl.LOCK_EX)
+            self._flock(self._file(), deadline)
         except BaseException:
             self._threads.release()
             raise
+
+    @staticmethod
+    def _flock(fd: int, deadline: float) -> None:
+        # A blocking flock() cannot time out, so the one waiting thread of a process tries again
+        # every 0.2 ms at first, every 2 ms at most (SQLite's busy handler: 1 ms, growing to 100).
+        delay = 0.0002
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise sqlite3.OperationalError("database is locked") from None
+            time.sleep(delay)
+            delay = min(delay * 2, MAX_POLL_SECONDS)
 
     def release(self) -> None:
         try:

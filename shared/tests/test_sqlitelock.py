@@ -16,6 +16,7 @@ from crm_shared import sqlitelock
 from crm_shared.bus.base import OutgoingMessage, Topology
 from crm_shared.bus.sqlite import SqliteBus
 from crm_shared.db import make_engine
+from crm_shared.inbox import is_transient
 
 
 def _locked_elsewhere(db_path) -> bool:
@@ -193,3 +194,28 @@ def test_in_memory_databases_have_no_lock_file(tmp_path):
     engine = make_engine("sqlite://")
     with engine.begin() as c:
         assert c.execute(text("SELECT 1")).scalar_one() == 1
+
+
+def test_a_process_holding_the_lock_too_long_gets_the_others_sqlites_error(db, monkeypatch):
+    path, engine = db
+    monkeypatch.setattr(sqlitelock, "WAIT_SECONDS", 0.5)
+    ctx = multiprocessing.get_context("fork")
+    ready = ctx.Event()
+    holder = ctx.Process(target=_hold_forever, args=(path, ready))
+    holder.start()
+    try:
+        assert ready.wait(30)
+        started = time.monotonic()
+        with pytest.raises(Exception, match="database is locked") as caught:
+            with engine.begin() as c:
+                c.execute(text("UPDATE counter SET n = n + 1"))
+        assert 0.4 < time.monotonic() - started < 5
+        assert is_transient(caught.value)  # answered 503 + Retry-After, retried by a consumer
+        assert _locked_elsewhere(path)  # still the holder's
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.join(10)
+    with engine.begin() as c:  # this process's lock was given back after the failure
+        c.execute(text("UPDATE counter SET n = n + 1"))
+    with engine.connect() as c:
+        assert c.execute(text("SELECT n FROM counter")).scalar_one() == 1
