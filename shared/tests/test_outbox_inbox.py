@@ -251,3 +251,66 @@ def test_no_reader_sees_a_row_sent_before_its_confirm_and_a_failed_publish_leave
         rows = conn.execute(select(ob.c.event_id, ob.c.attempts).order_by(ob.c.id)).all()
     assert [r.event_id for r in rows] == [e.id for e in sent]
     assert [r.attempts for r in rows] == [2] * 20 + [1] * 10
+
+
+def _pg_only(p):
+    if not p.is_postgres:
+        pytest.skip("PostgreSQL: the relay's advisory lock and its kept connection")
+
+
+def test_the_relay_claims_nothing_while_another_session_holds_its_lock(pair):
+    """The lock and the claim go in one round trip: the claim must check that its own lock statement
+    got the lock (it fails, and claims the rows, if that check is removed)."""
+    import psycopg
+    p, _ = pair
+    _pg_only(p)
+    for i in range(5):
+        emit_note(p, f"n{i}")
+    relay = Relay(p, batch=20)
+    url = p.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(url) as other:  # another relay, mid-batch
+        other.execute("SELECT pg_advisory_xact_lock(%s)", (relay._lock_key,))
+        assert relay.run_once() == 0
+        assert count(p, "outbox", lambda t: t.c.published_at.is_(None)) == 5
+        other.rollback()
+    assert relay.run_once() == 5 and relay.run_once() == 0
+    assert count(p, "outbox", lambda t: t.c.published_at.is_(None)) == 0
+
+
+def test_the_relays_kept_connection_serves_every_batch_and_a_lost_one_is_replaced(pair):
+    """`Relay(keep_connection=True)` (the Worker's) uses one backend from batch to batch; when that
+    backend is gone (terminated between batches) the next batch goes out on a new one without an
+    error, and every event is published once, in order."""
+    p, c = pair
+    _pg_only(p)
+    relay = Relay(p, batch=20, keep_connection=True)
+    try:
+        sent = [emit_note(p, f"a{i}") for i in range(3)]
+        assert relay.run_once() == 3
+        pid = relay._kept.connection.driver_connection.info.backend_pid
+        sent += [emit_note(p, f"b{i}") for i in range(3)]
+        assert relay.run_once() == 3
+        assert relay._kept.connection.driver_connection.info.backend_pid == pid  # the same backend
+        with p.engine.connect() as other:
+            from sqlalchemy import text
+            assert other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar_one()
+        sent += [emit_note(p, f"c{i}") for i in range(3)]
+        assert relay.run_once() == 3  # no error: the batch went out on a new connection
+        assert relay._kept.connection.driver_connection.info.backend_pid != pid
+        assert count(p, "outbox", lambda t: t.c.published_at.is_(None)) == 0
+    finally:
+        relay.close()
+    seen = []
+    stop = threading.Event()
+
+    def handler(uow, env, payload):
+        seen.append(env.id)
+        if len(seen) >= len(sent):
+            stop.set()
+    d = Dispatcher(c, {"lead.created": handler})
+    t = threading.Thread(target=c.bus.consume, args=("b", d, stop), daemon=True)
+    t.start()
+    stop.wait(30)
+    stop.set()
+    t.join(10)
+    assert seen == [e.id for e in sent]
