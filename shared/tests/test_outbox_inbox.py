@@ -314,3 +314,43 @@ def test_the_relays_kept_connection_serves_every_batch_and_a_lost_one_is_replace
     stop.set()
     t.join(10)
     assert seen == [e.id for e in sent]
+
+
+def test_chained_batches_commit_each_batch_before_the_next_claim_and_a_failed_one_rolls_back_alone(pair):
+    """The Worker's relay, woken while a batch is out, sends that batch's COMMIT with the next batch's
+    claim: the first batch must be committed as sent (a reader sees it) when the second's publish
+    fails, and the second must be left pending, in order, for the next try."""
+    from crm_shared.bus import BusError
+    p, _ = pair
+    _pg_only(p)
+    sent = [emit_note(p, f"n{i}") for i in range(50)]
+    relay = Relay(p, batch=20, keep_connection=True)
+    real, calls, sent_seen = p.bus.publish, [], []
+
+    def publish(messages):
+        calls.append(len(messages))
+        sent_seen.append(count(p, "outbox", lambda t: t.c.published_at.is_not(None)))
+        if len(calls) == 2:
+            raise BusError("broker gone")
+        p.outbox_wake.set()  # as if rows were committed meanwhile: the relay chains the next batch
+        return real(messages)
+
+    p.bus.publish = publish
+    try:
+        p.outbox_wake.clear()
+        with pytest.raises(BusError):
+            relay.run_once()
+        assert calls == [20, 20] and sent_seen == [0, 20]  # the first batch was committed before the second went out
+        assert count(p, "outbox", lambda t: t.c.published_at.is_(None)) == 30
+        p.outbox_wake.clear()
+        assert relay.run_once() == 30  # 20, then 10 chained, then an empty chained claim
+        assert calls == [20, 20, 20, 10]
+        assert count(p, "outbox", lambda t: t.c.published_at.is_(None)) == 0
+        with p.engine.connect() as conn:
+            ob = p.outbox
+            rows = conn.execute(select(ob.c.event_id, ob.c.attempts).order_by(ob.c.id)).all()
+        assert [r.event_id for r in rows] == [e.id for e in sent]
+        assert [r.attempts for r in rows] == [1] * 20 + [2] * 20 + [1] * 10
+    finally:
+        relay.close()
+        p.bus.publish = real
