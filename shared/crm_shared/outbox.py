@@ -19,7 +19,6 @@ log = logging.getLogger(__name__)
 class Relay:
     IDLE_AFTER = 1.0   # s with nothing published before a relay on SQLite polls more slowly …
     IDLE_POLL = 0.05   # … at this period (s)
-    CHAIN = 20         # PostgreSQL, kept connection: at most this many batches chained in one run_once
 
     def __init__(self, runtime, batch: int | None = None, keep_connection: bool = False):
         self.rt = runtime
@@ -146,13 +145,10 @@ class Relay:
             except Exception:  # pragma: no cover - already broken
                 pass
 
-    def _pg_claim(self, driver, sql, params, commit_first: bool = False):
-        """BEGIN, the lock and the claim in one round trip (`fetchall` syncs the pipeline); with
-        `commit_first`, the COMMIT of the batch in progress first, in the same round trip."""
+    def _pg_claim(self, driver, sql, params):
+        """BEGIN, the lock and the claim in one round trip (`fetchall` syncs the pipeline)."""
         from psycopg.rows import namedtuple_row
         with driver.pipeline():
-            if commit_first:
-                driver.execute("COMMIT")
             driver.execute("BEGIN")
             driver.execute("SELECT pg_try_advisory_xact_lock(%(key)s)", {"key": self._lock_key})
             cur = driver.cursor(row_factory=namedtuple_row)
@@ -182,26 +178,14 @@ class Relay:
                 conn, release = self._connection()
                 driver = conn.connection.driver_connection
                 rows = self._pg_claim(driver, sql, params)
-            total = 0
-            for chained in range(self.CHAIN if self._keep else 1):  # returns from its last turn at the latest
-                if not rows:
-                    driver.execute("ROLLBACK")  # nothing claimed (or the lock is another relay's)
-                    return total
-                rows.sort(key=lambda r: r.id)  # RETURNING's order is not the subquery's
-                unroutable = self._publish(rows, lambda: driver.execute("ROLLBACK"))
-                if unroutable:
-                    driver.execute(self._unroutable_sql, {"ids": list(unroutable)})
-                if chained + 1 < self.CHAIN and self._keep and self.rt.outbox_wake.is_set():
-                    # rows were committed meanwhile: this batch's COMMIT goes in one round trip with
-                    # the next batch's BEGIN, lock and claim (an error of the COMMIT is raised there,
-                    # and nothing of the next batch runs: psycopg aborts the pipeline up to its sync)
-                    self.rt.outbox_wake.clear()
-                    published = rows
-                    rows = self._pg_claim(driver, sql, params, commit_first=True)
-                    total += self._published(published, unroutable)
-                    continue
-                driver.execute("COMMIT")
-                return total + self._published(rows, unroutable)
+            if not rows:
+                driver.execute("ROLLBACK")  # nothing claimed (or the lock is another relay's)
+                return 0
+            rows.sort(key=lambda r: r.id)  # RETURNING's order is not the subquery's
+            unroutable = self._publish(rows, lambda: driver.execute("ROLLBACK"))
+            if unroutable:
+                driver.execute(self._unroutable_sql, {"ids": list(unroutable)})
+            driver.execute("COMMIT")
         except BaseException as exc:
             if driver is not None and not driver.closed and not driver.broken \
                     and driver.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
@@ -222,6 +206,7 @@ class Relay:
         finally:
             if release:
                 conn.close()
+        return self._published(rows, unroutable)
 
     def _record_failure(self, ids, error):
         ob = self.rt.outbox
