@@ -363,29 +363,6 @@ class PreviousRelay(Relay):
         return len(rows)
 
 
-class BeforeItem18Relay(Relay):
-    """The relay's batch as it was before tuning item 18 (bench/TUNING.md), kept to measure against in
-    the same run: a pooled connection per batch (checkout, BEGIN), the advisory lock, the claim, the
-    publish, the COMMIT, each a round trip of its own."""
-
-    def __init__(self, runtime, batch=None, keep_connection=False):
-        super().__init__(runtime, batch)  # never a kept connection
-
-    def run_once(self) -> int:
-        with self.rt.engine.begin() as conn:
-            if not conn.execute(select(func.pg_try_advisory_xact_lock(self._lock_key))).scalar_one():
-                return 0
-            rows = conn.execute(self._claim, {"now": self.rt.clock.now(), "n": self.batch}).all()
-            if not rows:
-                return 0
-            rows.sort(key=lambda r: r.id)
-            unroutable = self._publish(rows, conn.rollback)
-            if unroutable:
-                ob = self.rt.outbox
-                conn.execute(update(ob).where(ob.c.event_id.in_(list(unroutable))).values(unroutable=True))
-        return self._published(rows, unroutable)
-
-
 def time_relay(rt: Runtime, n_expected: int, batch: int | None = None, profile: bool = False,
                cls: type = Relay) -> dict:
     """Times Relay.drain() over a full outbox, then checks that every row was marked sent and that
@@ -582,12 +559,6 @@ class BeforeItem12Dispatcher(Dispatcher):
             metrics.EVENTS_EMITTED.labels(self.rt.name).inc(emitted)
             self.rt.outbox_wake.set()
         return outcomes
-
-
-class BeforeItem18Worker(Worker):
-    """The Worker with `BeforeItem18Relay` (and this item's other before paths), for the latency row."""
-
-    relay_class = BeforeItem18Relay
 
 
 class BeforeItem12Worker(Worker):

@@ -32,7 +32,6 @@ def declare_topology(rt: Runtime) -> None:
 
 
 class Worker:
-    relay_class = Relay
     def __init__(self, runtime: Runtime, consume: bool = True, relay: bool = True, schedule: bool = True):
         self.rt = runtime
         self.stop = threading.Event()
@@ -59,7 +58,7 @@ class Worker:
             except BusError as exc:
                 log.warning("bus not reachable, retrying", extra={"error": str(exc)})
                 self.stop.wait(2.0)
-        targets = {"consume": self._consume, "relay": lambda: self.relay_class(self.rt, keep_connection=True).run(self.stop),
+        targets = {"consume": self._consume, "relay": lambda: Relay(self.rt).run(self.stop),
                    "schedule": lambda: Scheduler(self.rt, self.jobs).run(self.stop)}
         for part, enabled in self.parts.items():
             if enabled:
