@@ -69,7 +69,7 @@ def instrument_dispatcher(cls):
 
 
 def make_worker(relay_cls, disp_cls):
-    R, D = instrument_relay(relay_cls), instrument_dispatcher(disp_cls)
+    R, D = instrument_relay(relay_cls or Relay), instrument_dispatcher(disp_cls)
 
     class W(Worker):
         def _consume(self):
@@ -85,7 +85,7 @@ def make_worker(relay_cls, disp_cls):
             from crm_shared.worker import declare_topology
             declare_topology(self.rt)
             targets = {"consume": self._consume, "relay": lambda: R(self.rt).run(self.stop)}
-            for part in ("consume", "relay"):
+            for part in ("consume", "relay") if relay_cls is not None else ("consume",):
                 t = threading.Thread(target=self._guard(part, targets[part]), name=f"{self.rt.name}-{part}")
                 t.start()
                 self.threads.append(t)
@@ -172,10 +172,16 @@ def main():
             for r in range(rounds):
                 for v in variants:
                     relay_cls, disp_cls = VARIANTS[v]()
+                    child = None
+                    if relay_cls is None:  # the relay in a process of its own
+                        child = subprocess.Popen([sys.executable, __file__, "--relay", pg_url, ns])
                     w = make_worker(relay_cls, disp_cls)(rt, schedule=False).start()
-                    time.sleep(0.5)
+                    time.sleep(1.5 if child else 0.5)
                     s = one(rt, svc, rate, seconds, pg_url, ns)
                     w.shutdown(15)
+                    if child:
+                        child.terminate()
+                        child.wait(15)
                     print(f"round {r} {v}: " + ", ".join(f"{k} {v:.1f}" for k, v in s.items()), flush=True)
                 raw = B.raw_latency(broker, q_l, k_l, rate, seconds)
                 print(f"round {r} raw: p50 {raw['p50']:.2f} p99 {raw['p99']:.2f} rate {raw['achieved_rate']:.0f}", flush=True)
@@ -188,7 +194,24 @@ def _main_variant():
     return Relay, Dispatcher
 
 
-VARIANTS = {"main": _main_variant}
+def relay_process(pg_url: str, ns: str) -> None:
+    """The "split" variant's relay: `Relay.run` alone in this process until SIGTERM."""
+    import signal
+    from crm_shared.config import Settings
+    from crm_shared.runtime import Runtime
+    svc = B.BenchService()
+    rt = Runtime(svc.definition, Settings(service=B.SERVICE, database_url=pg_url, bus_url=C.AMQP_URL, bus_namespace=ns))
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    Relay(rt).run(stop)
+    rt.close()
+
+
+# "split": the consume thread in this process, the relay in a process of its own (no shared GIL)
+VARIANTS = {"main": _main_variant, "split": lambda: (None, Dispatcher)}
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--relay"]:
+        relay_process(sys.argv[2], sys.argv[3])
+    else:
+        main()
