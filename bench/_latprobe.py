@@ -11,6 +11,7 @@ by default; several are run in turn in every round. PROBE_PYSPY=/tmp/prefix also
 samples holding the GIL)."""
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import statistics
@@ -29,6 +30,7 @@ from crm_shared.outbox import Relay  # noqa: E402
 from crm_shared.worker import Worker  # noqa: E402
 
 P = {}  # probe records
+_RUNS = itertools.count()  # numbers the py-spy output files
 
 
 def pct(xs, p):
@@ -113,7 +115,7 @@ def one(rt, svc, rate, seconds, pg_url, ns):
     if os.environ.get("PROBE_PYSPY"):
         spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(os.getpid()), "-d",
                                 str(int(seconds)), "-r", "200", "--threads", "--idle", "--format", "raw", "-o",
-                                os.environ["PROBE_PYSPY"] + f".{len(os.listdir('/tmp'))}.txt"] +
+                                os.environ["PROBE_PYSPY"] + f".{next(_RUNS)}.txt"] +
                                (["--gil"] if os.environ.get("PROBE_GIL") else []),
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
