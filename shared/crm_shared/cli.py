@@ -188,10 +188,16 @@ def declare():
 
 @main.command()
 @click.argument("name")
-def worker(name):
-    """Run a service's worker: consumer, outbox relay and scheduler."""
-    from .worker import main as run
-    run(services.load(name))
+@click.option("--parts", default=None, metavar="consume,relay,schedule",
+              help="which parts this process runs (default: WORKER_PARTS, else all three)")
+def worker(name, parts):
+    """Run a service's worker: consumer, outbox relay and scheduler (or the --parts named)."""
+    from .worker import main as run, parse_parts
+    try:
+        parse_parts(parts if parts is not None else os.environ.get("WORKER_PARTS"))
+    except ValueError as exc:
+        raise click.UsageError(str(exc))
+    run(services.load(name), parts=parts)
 
 
 @main.command()
