@@ -496,6 +496,16 @@ def test_alerts_and_dashboard_use_real_metrics():
     assert any("rabbitmq_queue_messages_ready" in e for e in exprs)
 
 
+def test_the_unavailable_alert_covers_every_deployment(rendered):
+    rule = yaml.safe_load((MONITORING / "alerts.yaml").read_text())
+    [expr] = [r["expr"] for g in rule["spec"]["groups"] for r in g["rules"] if r["alert"] == "CrmDeploymentUnavailable"]
+    pattern = re.search(r'deployment=~"([^"]+)"', expr)[1]
+    for docs in rendered.values():
+        for d in docs:
+            if d["kind"] == "Deployment":
+                assert re.fullmatch(pattern, d["metadata"]["name"]), d["metadata"]["name"]
+
+
 # ---- RabbitMQ permissions, live -------------------------------------------------------------------
 
 def _rabbitmqctl(*args):
