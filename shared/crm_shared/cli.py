@@ -263,7 +263,8 @@ def demo(url_base):
 @click.option("--data-dir", default=lambda: os.environ.get("CRM_DATA_DIR", "var"), show_default="var")
 def run(data_dir):
     """Run the whole platform on this machine: SQLite files and the embedded bus, no servers to
-    install. Each service gets a web (gunicorn) and a worker process. Ctrl-C stops everything."""
+    install. Each service gets a web (gunicorn) and a worker process; notify's scheduled jobs get a
+    process of their own (crm_shared.platform.JOBS_APART). Ctrl-C stops everything."""
     from .platform import Platform
     try:
         platform = Platform(data_dir)
