@@ -16,7 +16,10 @@ BENCH_E2E_BEFORE=/path/to/an/older/checkout runs each variant again with that ch
 shared code (first on the processes' PYTHONPATH; the databases get this checkout's migrations, so the
 two must have the same schema), in turn with this checkout's, BENCH_E2E_ROUNDS times (1), and adds a
 table of the runs side by side (e.g. `git worktree add --detach /tmp/before <rev>`); `make bench`
-leaves it out.
+leaves it out. The older checkout runs in the layout before notify's jobs got a process of their
+own (one worker process per service: `Platform(jobs_apart=())`), as its `crm worker` has no --parts.
+BENCH_E2E_JOBS_APART (comma-separated services, default `crm_shared.platform.JOBS_APART`; empty: none)
+sets this checkout's layout.
 (This module must not import the `leads` package's name: bench/leads.py is a module called `leads`.)"""
 from __future__ import annotations
 
@@ -227,6 +230,8 @@ class services_importable:
 
 BEFORE = os.environ.get("BENCH_E2E_BEFORE")
 ROUNDS = int(os.environ.get("BENCH_E2E_ROUNDS", "1"))
+_APART = os.environ.get("BENCH_E2E_JOBS_APART")
+JOBS_APART = None if _APART is None else tuple(x for x in _APART.split(",") if x)
 
 
 def run() -> str:
@@ -253,7 +258,7 @@ def run() -> str:
                 C.md_table(["Round", "Code", "Achieved /s", "e2e p50 ms", "e2e p99 ms", "bare p50 ms", "e2e / bare"]
                            + [f"{k} p50 ms" for k in HOPS if k != "total"]
                            + [f"e2e p50 ms at {LOW_RATE}/s", f"bare p50 ms at {LOW_RATE}/s",
-                              "emails received by SMTP when the inbox was done", "notify worker CPU ms per lead"],
+                              "emails received by SMTP when the inbox was done", "notify worker(s) CPU ms per lead"],
                            rows)]))
         return "\n\n".join(parts)
 
@@ -335,10 +340,13 @@ def _run(variant: str, code: Path | None = None) -> tuple[str, list]:
             sink = stack.enter_context(MailSink())
             env = {"LOG_LEVEL": "WARNING", "BUS_DECLARE_PLATFORM": "1", "SMTP_URL": sink.url,
                    "NOTIFY_THROTTLE_MAX": THROTTLE_MAX}
+            apart = JOBS_APART
             if code is not None:
                 env["PYTHONPATH"] = _code_path(code)
+                apart = ()  # the layout before: one worker process (consumer, relay and jobs)
             p = Platform(f"{tmp}/data", bus_url=bus_url, namespace=None if embedded else ns, database_urls=urls,
-                         ports="free", env=env, log_dir=f"{tmp}/logs")
+                         ports="free", env=env, log_dir=f"{tmp}/logs", jobs_apart=apart)
+            apart = p.jobs_apart
             urls = {n: s.database_url for n, s in p.services.items()}
             bare = None
             try:
@@ -435,7 +443,8 @@ def _run(variant: str, code: Path | None = None) -> tuple[str, list]:
                     mem.append([name, part, " / ".join(f"{peak_rss_mb(x):.0f}" for x in pids),
                                 f"{sum(cpu_seconds(x) for x in pids):.1f}"])
                 intakes = len(posted) + len(low_posted) + 10  # and the warm-up's
-                worker_cpu = next(float(cpu) for name, part, _, cpu in mem if (name, part) == ("notify", "worker"))
+                # notify's worker, and its jobs process where the jobs run apart
+                worker_cpu = sum(float(cpu) for name, part, _, cpu in mem if name == "notify" and part != "web")
                 load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
             finally:
                 if bare is not None:
@@ -473,7 +482,10 @@ def _run(variant: str, code: Path | None = None) -> tuple[str, list]:
                 f"The reps are registered in notify with an email address (`PUT /v1/recipients/{{id}}`) and "
                 f"`SMTP_URL` points at a local SMTP server (aiosmtpd in the bench process, as docker-compose's "
                 f"mailpit), so each `lead.assigned` also sends the rep an email through notify's dispatch job, "
-                f"which runs in notify's worker process beside the consumer; notify's email throttle is lifted "
+                + ("which runs in a process of its own beside notify's consumer (`crm worker notify --parts "
+                   "schedule`, as production runs it); " if "notify" in apart else
+                   "which runs in notify's worker process beside the consumer; ")
+                + f"notify's email throttle is lifted "
                 f"(`NOTIFY_THROTTLE_MAX`={THROTTLE_MAX}: the bench's {REPS} reps stand for a sales floor of "
                 f"hundreds, each under the shipped 20 an hour).", ""]
     out += [C.md_table(["Path", "Requests", "Achieved rate /s", "Errors", "p50 ms", "p99 ms"], [
@@ -511,7 +523,8 @@ def _run(variant: str, code: Path | None = None) -> tuple[str, list]:
                  C.fmt_ms(C.percentile(low_hops[k], 99)),
                  C.fmt_ms(sum(low_hops[k]) / len(low_hops[k]) if low_hops[k] else float("nan"))]
                 for k, v in hops.items()]), "",
-            f"Notify's worker (consumer + dispatch job) used {worker_cpu:.1f} s of CPU in all, "
+            f"Notify's worker{' and jobs processes' if 'notify' in apart else ' (consumer + dispatch job)'} "
+            f"used {worker_cpu:.1f} s of CPU in all, "
             f"{worker_cpu / intakes * 1000:.2f} ms per lead posted (two events and an email each), counted "
             + ("once every email had gone." if not unsent else f"with {unsent:,} emails still unsent after 60 s."), "",
             "#### Memory and CPU: peak RSS (VmHWM, MB) of each process after the run (gunicorn: master / workers), "

@@ -44,8 +44,17 @@ OPTIONAL_SECRETS = {"CRM_JWT_PREVIOUS_SECRET"}
 OPTIONAL_REFERENCE = re.compile(r"\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*):-\}")
 
 
+# the services whose scheduled jobs run in a container of their own, `<name>-jobs` (as `crm run`
+# does: crm_shared.platform.JOBS_APART); their `<name>-worker` consumes and relays only
+JOBS_APART = ("notify",)
+
+
+def roles(name: str) -> tuple[str, ...]:
+    return ROLES + (("jobs",) if name in JOBS_APART else ())
+
+
 def app_containers():
-    return [(name, role, f"{name}-{role}") for name in SERVICES for role in ROLES]
+    return [(name, role, f"{name}-{role}") for name in SERVICES for role in roles(name)]
 
 
 def db_service(name: str) -> str:
@@ -196,8 +205,15 @@ def test_ports_match_the_service_definitions():
 def test_every_expected_service_exists(services):
     expected = {"rabbitmq", "mailpit", "gateway"}
     for name in SERVICES:
-        expected |= {db_service(name), f"{name}-migrate", f"{name}-web", f"{name}-worker"}
+        expected |= {f"{name}-{role}" for role in roles(name)} | {db_service(name)}
     assert expected - set(services) == set()
+    # no jobs container for a service whose worker runs its jobs
+    assert {k for k in services if k.endswith("-jobs")} == {f"{n}-jobs" for n in JOBS_APART}
+
+
+def test_the_jobs_apart_are_those_crm_run_starts():
+    from crm_shared.platform import JOBS_APART as platform_jobs_apart
+    assert JOBS_APART == platform_jobs_apart
 
 
 def test_every_service_has_an_image_or_a_buildable_dockerfile(services):
@@ -214,7 +230,7 @@ def test_every_service_has_an_image_or_a_buildable_dockerfile(services):
 
 @pytest.mark.parametrize("name", SERVICES)
 def test_migrate_web_and_worker_of_a_service_run_one_image(services, name):
-    containers = [services[f"{name}-{role}"] for role in ROLES]
+    containers = [services[f"{name}-{role}"] for role in roles(name)]
     images = {c.get("image") for c in containers}
     assert len(images) == 1 and None not in images, f"{name}: one image for migrate, web and worker, got {images}"
     for c in containers:
@@ -225,7 +241,12 @@ def test_migrate_web_and_worker_of_a_service_run_one_image(services, name):
 @pytest.mark.parametrize("name", SERVICES)
 def test_commands(services, name):
     assert command(services[f"{name}-migrate"]) == ["crm", "migrate", name]
-    assert command(services[f"{name}-worker"]) == ["crm", "worker", name]
+    if name in JOBS_APART:
+        # between them, the two run every part once (`crm worker --parts`)
+        assert command(services[f"{name}-worker"]) == ["crm", "worker", name, "--parts", "consume,relay"]
+        assert command(services[f"{name}-jobs"]) == ["crm", "worker", name, "--parts", "schedule"]
+    else:
+        assert command(services[f"{name}-worker"]) == ["crm", "worker", name]
     # the web may rely on the image's CMD (checked in the Dockerfile tests)
     assert command(services[f"{name}-web"]) in (None, ["crm", "web", name])
 
@@ -304,9 +325,9 @@ def test_the_previous_jwt_secret_reaches_every_container_during_a_rotation(raw, 
 
 def test_notify_sends_mail_to_the_catcher(services):
     assert str(services["mailpit"]["image"]).startswith("axllent/mailpit:")
-    for role in ROLES:
+    for role in roles("notify"):
         assert environment(services[f"notify-{role}"]).get("SMTP_URL") == "smtp://mailpit:1025"
-    assert "mailpit" in depends_on(services["notify-worker"])
+    assert "mailpit" in depends_on(services["notify-worker"]) and "mailpit" in depends_on(services["notify-jobs"])
 
 
 # ---- health checks and start order ---------------------------------------------------------------
@@ -333,14 +354,16 @@ def test_worker_and_migration_replace_the_image_web_healthcheck(services, name):
     # the image's HEALTHCHECK probes the web port: a worker would be reported unhealthy forever,
     # so the migration turns it off and the worker probes its own metrics port instead
     assert healthcheck_disabled(services[f"{name}-migrate"]), f"{name}-migrate"
-    hc = services[f"{name}-worker"]["healthcheck"]
-    assert not hc.get("disable") and "9100/metrics" in " ".join(hc["test"]), f"{name}-worker"
+    for role in roles(name)[2:]:  # worker, and jobs
+        hc = services[f"{name}-{role}"]["healthcheck"]
+        assert not hc.get("disable") and "9100/metrics" in " ".join(hc["test"]), f"{name}-{role}"
+        assert services[f"{name}-{role}"]["stop_grace_period"] == "40s"
 
 
 @pytest.mark.parametrize("name", SERVICES)
 def test_start_order(services, name):
     assert depends_on(services[f"{name}-migrate"]) == {db_service(name): {"condition": "service_healthy"}}
-    for role in ("web", "worker"):
+    for role in roles(name)[1:]:  # web, worker (and jobs)
         deps = depends_on(services[f"{name}-{role}"])
         assert deps.get(f"{name}-migrate", {}).get("condition") == "service_completed_successfully", f"{name}-{role}"
         assert deps.get("rabbitmq", {}).get("condition") == "service_healthy", f"{name}-{role}"

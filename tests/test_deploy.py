@@ -44,6 +44,9 @@ SECRET_NAME = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|API_KEY|PRIVATE_KEY|CRED
 NAME_LABEL = "app.kubernetes.io/name"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 OVERLAYS = [(s, e) for s in SERVICES for e in ENVIRONMENTS]
+# the services whose scheduled jobs run in a Deployment of their own, `<service>-jobs` (`crm worker
+# --parts schedule`), beside a worker that consumes and relays; as `crm run` and docker-compose.yml
+JOBS_APART = ("notify",)
 
 
 # ---- rendering -------------------------------------------------------------------------------------
@@ -93,7 +96,8 @@ def test_every_overlay_exists_and_renders_alone(rendered):
         kinds = sorted(d["kind"] for d in docs)
         assert kinds == sorted(["ServiceAccount", "ConfigMap", "Service", "Deployment", "Deployment", "Job",
                                 "HorizontalPodAutoscaler", "HorizontalPodAutoscaler",
-                                "PodDisruptionBudget", "PodDisruptionBudget"]), (service, env, kinds)
+                                "PodDisruptionBudget", "PodDisruptionBudget"]
+                               + ["Deployment"] * (service in JOBS_APART)), (service, env, kinds)
         # nothing of another service, every name prefixed with this one, one namespace
         for d in docs:
             md = d["metadata"]
@@ -147,12 +151,34 @@ def test_worker_liveness_and_graceful_stop(rendered):
     for (service, env), docs in rendered.items():
         worker = one(docs, "Deployment", "worker")
         c = container(worker)
-        assert c["command"] == ["crm"] and c["args"] == ["worker", service]
-        assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"metrics": WORKER_METRICS_PORT}
-        get = c["livenessProbe"]["httpGet"]
-        assert get["path"] == "/metrics" and get["port"] in ("metrics", WORKER_METRICS_PORT)
-        assert "readinessProbe" not in c  # nothing routes traffic to a worker
-        assert worker["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= 40
+        parts = ["--parts", "consume,relay"] if service in JOBS_APART else []
+        assert c["command"] == ["crm"] and c["args"] == ["worker", service] + parts
+        processes = [worker]
+        if service in JOBS_APART:
+            jobs = one(docs, "Deployment", "jobs")
+            assert container(jobs)["command"] == ["crm"]
+            assert container(jobs)["args"] == ["worker", service, "--parts", "schedule"]
+            # one is enough (a job runs in one process at a time); no autoscaler moves it
+            assert jobs["spec"]["replicas"] == 1
+            assert not [d for d in docs if d["kind"] == "HorizontalPodAutoscaler"
+                        and d["spec"]["scaleTargetRef"]["name"] == jobs["metadata"]["name"]]
+            # its own pods: the worker's selectors (autoscaler's queue, budget) do not take them in
+            assert jobs["spec"]["selector"]["matchLabels"] == {NAME_LABEL: service, COMPONENT_LABEL: "jobs"}
+            processes.append(jobs)
+        else:
+            assert not [d for d in docs if d["metadata"]["labels"].get(COMPONENT_LABEL) == "jobs"]
+        for w in processes:
+            c = container(w)
+            assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"metrics": WORKER_METRICS_PORT}
+            get = c["livenessProbe"]["httpGet"]
+            assert get["path"] == "/metrics" and get["port"] in ("metrics", WORKER_METRICS_PORT)
+            assert "readinessProbe" not in c  # nothing routes traffic to a worker
+            assert w["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= 40
+
+
+def test_the_jobs_apart_are_those_crm_run_and_compose_start():
+    from crm_shared.platform import JOBS_APART as platform_jobs_apart
+    assert JOBS_APART == platform_jobs_apart
 
 
 def test_migrations_job_runs_before_the_rollout(rendered):
@@ -468,6 +494,16 @@ def test_alerts_and_dashboard_use_real_metrics():
                 used.add(re.sub(r"_(bucket|sum|count)$", "", name))
     assert known <= used, f"metrics with no alert or panel: {known - used}"
     assert any("rabbitmq_queue_messages_ready" in e for e in exprs)
+
+
+def test_the_unavailable_alert_covers_every_deployment(rendered):
+    rule = yaml.safe_load((MONITORING / "alerts.yaml").read_text())
+    [expr] = [r["expr"] for g in rule["spec"]["groups"] for r in g["rules"] if r["alert"] == "CrmDeploymentUnavailable"]
+    pattern = re.search(r'deployment=~"([^"]+)"', expr)[1]
+    for docs in rendered.values():
+        for d in docs:
+            if d["kind"] == "Deployment":
+                assert re.fullmatch(pattern, d["metadata"]["name"]), d["metadata"]["name"]
 
 
 # ---- RabbitMQ permissions, live -------------------------------------------------------------------

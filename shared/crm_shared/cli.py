@@ -188,10 +188,16 @@ def declare():
 
 @main.command()
 @click.argument("name")
-def worker(name):
-    """Run a service's worker: consumer, outbox relay and scheduler."""
-    from .worker import main as run
-    run(services.load(name))
+@click.option("--parts", default=None, metavar="consume,relay,schedule",
+              help="which parts this process runs (default: WORKER_PARTS, else all three)")
+def worker(name, parts):
+    """Run a service's worker: consumer, outbox relay and scheduler (or the --parts named)."""
+    from .worker import main as run, parse_parts
+    try:
+        parse_parts(parts if parts is not None else os.environ.get("WORKER_PARTS"))
+    except ValueError as exc:
+        raise click.UsageError(str(exc))
+    run(services.load(name), parts=parts)
 
 
 @main.command()
@@ -257,7 +263,8 @@ def demo(url_base):
 @click.option("--data-dir", default=lambda: os.environ.get("CRM_DATA_DIR", "var"), show_default="var")
 def run(data_dir):
     """Run the whole platform on this machine: SQLite files and the embedded bus, no servers to
-    install. Each service gets a web (gunicorn) and a worker process. Ctrl-C stops everything."""
+    install. Each service gets a web (gunicorn) and a worker process; notify's scheduled jobs get a
+    process of their own (crm_shared.platform.JOBS_APART). Ctrl-C stops everything."""
     from .platform import Platform
     try:
         platform = Platform(data_dir)

@@ -1,4 +1,5 @@
-"""The platform as real processes: each service's HTTP API under gunicorn and its worker, each
+"""The platform as real processes: each service's HTTP API under gunicorn and its worker (notify's
+scheduled jobs in a process of their own beside it, as in docker-compose.yml and deploy/k8s), each
 service on its own database, all on one bus. `crm run` uses it, and so do the cross-service tests,
 the demo and the end-to-end benchmarks, so they all start exactly what production starts.
 
@@ -25,6 +26,11 @@ from .config import Settings
 # empty poll there takes no lock (`Relay._pending`), and an idle relay slows to 50 ms by itself.
 SQLITE_OUTBOX_POLL_MS = 2
 
+# the services whose scheduled jobs run in a process of their own (`crm worker NAME --parts schedule`)
+# beside the worker that consumes and relays (`--parts consume,relay`): notify's dispatch job sends in
+# bursts of CPU that would hold up its consumer in the same process (bench/TUNING.md, sections 17-18)
+JOBS_APART = ("notify",)
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -39,6 +45,7 @@ class _Service:
     database_url: str
     web: subprocess.Popen | None = None
     worker: subprocess.Popen | None = None
+    jobs: subprocess.Popen | None = None  # the scheduled jobs' own process (JOBS_APART)
     logs: list = field(default_factory=list)
 
 
@@ -49,12 +56,16 @@ class Platform:
     `data_dir`); `bus_url` defaults to the embedded bus file in `data_dir`. `ports` is a dict, or
     "default" (each service's own port, as `make run`), or "free" (any free port, for tests that run
     beside other things). `log_dir`: each process writes its output to a file there; None leaves it
-    on this process's stdout/stderr. `env` is added to every process's environment."""
+    on this process's stdout/stderr. `env` is added to every process's environment. `jobs_apart`:
+    the services whose jobs run in a process of their own (default `JOBS_APART`; `()`: every
+    service's worker runs all its parts, the layout before)."""
 
     def __init__(self, data_dir: str, *, names: list[str] | None = None, bus_url: str | None = None,
                  namespace: str | None = None, database_urls: dict[str, str] | None = None,
                  ports: dict[str, int] | str = "default", env: dict[str, str] | None = None,
-                 log_dir: str | None = None, web_workers: int | None = None):
+                 log_dir: str | None = None, web_workers: int | None = None,
+                 jobs_apart: tuple[str, ...] | None = None):
+        self.jobs_apart = tuple(JOBS_APART if jobs_apart is None else jobs_apart)
         self.data_dir = os.path.abspath(data_dir)
         os.makedirs(self.data_dir, exist_ok=True)
         self.log_dir = log_dir
@@ -156,7 +167,14 @@ class Platform:
         s.web = self._spawn(name, "web", _gunicorn_argv(services.load(name), s.port))
 
     def start_worker(self, name: str) -> None:
-        self.services[name].worker = self._spawn(name, "worker", [sys.executable, "-m", "crm_shared.cli", "worker", name])
+        """The service's worker; for a service in `jobs_apart`, its jobs process too."""
+        argv = [sys.executable, "-m", "crm_shared.cli", "worker", name]
+        s = self.services[name]
+        if name in self.jobs_apart:
+            s.worker = self._spawn(name, "worker", argv + ["--parts", "consume,relay"])
+            s.jobs = self._spawn(name, "jobs", argv + ["--parts", "schedule"])
+        else:
+            s.worker = self._spawn(name, "worker", argv)
 
     def _signal(self, p: subprocess.Popen | None, sig: int, timeout: float) -> int | None:
         if p is None or p.poll() is not None:
@@ -174,7 +192,10 @@ class Platform:
             return p.wait(timeout)
 
     def stop_worker(self, name: str, sig: int = signal.SIGTERM, timeout: float = 30) -> int | None:
-        return self._signal(self.services[name].worker, sig, timeout)
+        """Stop the service's worker (and its jobs process, if it has one); the worker's exit code."""
+        s = self.services[name]
+        self._signal(s.jobs, sig, timeout)
+        return self._signal(s.worker, sig, timeout)
 
     def kill_worker(self, name: str) -> None:
         self.stop_worker(name, signal.SIGKILL)
@@ -184,7 +205,7 @@ class Platform:
 
     def processes(self) -> list[tuple[str, str, subprocess.Popen]]:
         return [(s.name, part, p) for s in self.services.values()
-                for part, p in (("web", s.web), ("worker", s.worker)) if p is not None]
+                for part, p in (("web", s.web), ("worker", s.worker), ("jobs", s.jobs)) if p is not None]
 
     def exited(self) -> list[str]:
         """The processes that have stopped although nobody asked them to."""

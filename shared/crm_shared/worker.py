@@ -1,4 +1,7 @@
-"""A service's worker process: event consumer, outbox relay and scheduler, one process.
+"""A service's worker process: event consumer, outbox relay and scheduler, one process by default.
+Which of the three a process runs is the operator's choice (`crm worker NAME --parts`, or
+`WORKER_PARTS`): notify runs its scheduled jobs in a process of their own, so a burst of job CPU
+does not hold up its consumer (bench/TUNING.md, sections 17-18).
 SIGTERM/SIGINT stop it cleanly: the message in hand is finished and acknowledged, the ones
 prefetched but not started go back to the queue, pending outbox rows stay for the next start."""
 from __future__ import annotations
@@ -19,6 +22,25 @@ from .scheduler import Scheduler
 from .service import ServiceDefinition
 
 log = logging.getLogger(__name__)
+
+PARTS = ("consume", "relay", "schedule")
+
+
+def parse_parts(value: str | None) -> dict[str, bool]:
+    """`consume,relay,schedule` (any non-empty subset, any order; empty or None = all three) into
+    `Worker`'s keyword flags. Raises ValueError naming the bad value and the allowed ones."""
+    if value is None or not value.strip():
+        return {p: True for p in PARTS}
+    given = [p.strip().lower() for p in value.split(",")]
+    allowed = f"expected a comma-separated list of {', '.join(PARTS)}"
+    if "" in given:
+        raise ValueError(f"worker parts {value!r}: an empty item; {allowed}")
+    unknown = [p for p in given if p not in PARTS]
+    if unknown:
+        raise ValueError(f"worker parts {value!r}: unknown {', '.join(repr(u) for u in unknown)}; {allowed}")
+    if len(set(given)) != len(given):
+        raise ValueError(f"worker parts {value!r}: a part is named twice; {allowed}")
+    return {p: p in given for p in PARTS}
 
 
 def declare_topology(rt: Runtime) -> None:
@@ -85,14 +107,17 @@ class Worker:
         log.info("worker stopped")
 
 
-def main(definition: ServiceDefinition, settings: Settings | None = None) -> None:
+def main(definition: ServiceDefinition, settings: Settings | None = None, parts: str | None = None) -> None:
+    """Run the worker until SIGTERM/SIGINT. `parts` (else the environment's WORKER_PARTS, else all):
+    which of consume, relay and schedule this process runs."""
+    flags = parse_parts(parts if parts is not None else os.environ.get("WORKER_PARTS"))
     settings = settings or Settings.from_env(definition.name)
     logs.configure(definition.name, settings.log_level)
     rt = Runtime(definition, settings)
     if os.environ.get("WORKER_METRICS_PORT"):
         from prometheus_client import start_http_server
         start_http_server(int(os.environ["WORKER_METRICS_PORT"]), addr=os.environ.get("BIND_HOST", "127.0.0.1"))
-    worker = Worker(rt)
+    worker = Worker(rt, **flags)
     signal.signal(signal.SIGTERM, lambda *_: worker.stop.set())
     signal.signal(signal.SIGINT, lambda *_: worker.stop.set())
     worker.start()

@@ -46,3 +46,57 @@ def test_dead_letters_list_and_replay(tmp_path):
     assert [d.message_id for d in bus.dead_letters("sales")] == [ids[0]] and bus.queue_depth("sales") == 1
     r = runner.invoke(main, ["dead-letters", "replay", "sales"], env=env)
     assert "replayed 1" in r.output and bus.dead_letters("sales") == [] and bus.queue_depth("sales") == 2
+
+
+# ---- which parts a worker process runs (`crm worker NAME --parts`, WORKER_PARTS) --------------------
+
+def test_parse_parts_default_subset_and_errors():
+    import pytest
+    from crm_shared.worker import parse_parts
+    everything = {"consume": True, "relay": True, "schedule": True}
+    assert parse_parts(None) == everything and parse_parts("") == everything and parse_parts("  ") == everything
+    assert parse_parts("schedule") == {"consume": False, "relay": False, "schedule": True}
+    assert parse_parts(" Relay , consume") == {"consume": True, "relay": True, "schedule": False}
+    for bad, says in (("jobs", "'jobs'"), ("consume,,relay", "empty item"), ("consume,consume", "twice")):
+        with pytest.raises(ValueError) as e:
+            parse_parts(bad)
+        assert says in str(e.value) and "consume, relay, schedule" in str(e.value), str(e.value)
+
+
+def _worker_run(monkeypatch, tmp_path, args, env):
+    """`crm worker notify ARGS` with the Worker replaced by one that records its parts and stops at once."""
+    import crm_shared.worker as worker_mod
+    seen = {}
+
+    class Recording(worker_mod.Worker):
+        def start(self):
+            seen.update(self.parts)
+            self.stop.set()
+            return self
+
+    monkeypatch.setattr(worker_mod, "Worker", Recording)
+    base = {"DATABASE_URL": f"sqlite:///{tmp_path}/notify.db", "BUS_URL": f"sqlite:///{tmp_path}/bus.db",
+            "BUS_NAMESPACE": "cli", "WORKER_METRICS_PORT": ""}
+    r = CliRunner().invoke(main, ["worker", "notify", *args], env={**base, **env})
+    return r, seen
+
+
+def test_worker_parts_from_the_option_or_the_environment(monkeypatch, tmp_path):
+    r, seen = _worker_run(monkeypatch, tmp_path, [], {"WORKER_PARTS": None})
+    assert r.exit_code == 0, r.output
+    assert seen == {"consume": True, "relay": True, "schedule": True}
+    r, seen = _worker_run(monkeypatch, tmp_path, [], {"WORKER_PARTS": "schedule"})
+    assert r.exit_code == 0, r.output
+    assert seen == {"consume": False, "relay": False, "schedule": True}
+    # the option wins over the environment
+    r, seen = _worker_run(monkeypatch, tmp_path, ["--parts", "consume,relay"], {"WORKER_PARTS": "schedule"})
+    assert r.exit_code == 0, r.output
+    assert seen == {"consume": True, "relay": True, "schedule": False}
+
+
+def test_worker_refuses_unknown_parts_before_starting(monkeypatch, tmp_path):
+    for args, env in ((["--parts", "consumer"], {}), ([], {"WORKER_PARTS": "consume,jobs"})):
+        r, seen = _worker_run(monkeypatch, tmp_path, args, env)
+        assert r.exit_code == 2, r.output  # a usage error, nothing started
+        assert "expected a comma-separated list of consume, relay, schedule" in r.output
+        assert seen == {}

@@ -5,15 +5,23 @@
    dies mid-way leaves rows whose lease runs out and are claimed again).
 2. Send, channel by channel (and webhook endpoint by endpoint) in parallel threads, so a slow or
    dead channel (SMTP down) never holds up the others. A channel found down is not hammered: the rest of its rows wait for the
-   next run, without counting a try.
-3. Record every try (`delivery_attempts`) and the outcome on the row: sent; or retried later with
-   exponential backoff; or failed for good (a webhook also counts towards being disabled)."""
+   next run, without counting a try. A channel's rows go in chunks of up to `CHUNK`: one read for
+   the chunk (recipients and preferences, webhooks, throttle counts, first tries), one SMTP
+   connection for its emails, then
+3. record every try (`delivery_attempts`) and the outcome on the row, the whole chunk in one
+   transaction (row by row if that transaction fails): sent; or retried later with exponential
+   backoff; or failed for good (a webhook also counts towards being disabled); or held (quiet
+   hours), or folded into a digest (throttle). A worker that dies between sending and recording
+   leaves its rows `sending` until their lease runs out; they are then sent again (at least once,
+   with the same Message-ID and X-CRM-Delivery header, so a receiver can tell)."""
 from __future__ import annotations
 
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import timedelta
+from types import SimpleNamespace
 
 from sqlalchemy import and_, bindparam, func, or_, select, update
 
@@ -32,6 +40,7 @@ from .domain.rules import next_retry, quiet_until, sms_parts, utc
 
 log = logging.getLogger(__name__)
 MAX_THREADS = 8
+CHUNK = 50  # a channel's rows read, sent (one SMTP connection) and recorded together
 
 
 class Channels:
@@ -59,11 +68,18 @@ _SENT_IN_WINDOW = select(func.count(), func.min(m.deliveries.c.sent_at)).where(
     m.deliveries.c.recipient == bindparam("recipient"), m.deliveries.c.channel == bindparam("channel"),
     m.deliveries.c.status == "sent", m.deliveries.c.sent_at > bindparam("since"))
 _ATTEMPT = m.delivery_attempts.insert()
-
-
-def _set_delivery(s, delivery_id: int, **values) -> None:
-    """UPDATE deliveries SET <values> WHERE id = delivery_id (the SET clause follows the keys given)."""
-    s.execute(_SET_DELIVERY, {"delivery_id_": delivery_id, **values})
+_RELEASE = update(m.deliveries).where(m.deliveries.c.id == bindparam("delivery_id_"), m.deliveries.c.status == "sending")
+# the chunk's read: IN lists as expanding parameters, so each statement is built and compiled once
+_IDS = bindparam("ids", expanding=True)
+_RECIPIENTS = select(m.recipients).where(m.recipients.c.id.in_(_IDS))
+_PREFERENCES = select(m.preferences).where(m.preferences.c.user_id.in_(_IDS))
+_WEBHOOKS = select(m.webhooks).where(m.webhooks.c.id.in_(_IDS))
+_SENT_BY_RECIPIENT = (select(m.deliveries.c.recipient, func.count(), func.min(m.deliveries.c.sent_at))
+                      .where(m.deliveries.c.recipient.in_(_IDS), m.deliveries.c.channel == bindparam("channel"),
+                             m.deliveries.c.status == "sent", m.deliveries.c.sent_at > bindparam("since"))
+                      .group_by(m.deliveries.c.recipient))
+_FIRST_TRIES = (select(m.delivery_attempts.c.delivery_id, func.min(m.delivery_attempts.c.at))
+                .where(m.delivery_attempts.c.delivery_id.in_(_IDS)).group_by(m.delivery_attempts.c.delivery_id))
 
 
 def claim(rt, limit: int) -> list:
@@ -104,24 +120,238 @@ def run(rt) -> int:
     return len(rows)
 
 
+@dataclass
+class _Outcome:
+    """What became of one row, recorded with the rest of its chunk (`_record`)."""
+    row: object
+    values: dict  # the delivery row's new columns
+    attempt: dict | None = None  # the delivery_attempts row of a try
+    release: bool = False  # back to pending only if still `sending` (no try counted)
+    inbox: bool = False  # write the in-app item (and its try)
+    hook_id: int | None = None
+    hook_values: dict | None = None  # the webhook's new counters
+    disabled: SimpleNamespace | None = None  # the webhook was disabled: tell its owner
+    error: str | None = None  # the try failed: logged once recorded
+
+
+class _Look:
+    """The chunk's one read: recipients and preferences, webhooks, throttle counts, first tries.
+    Throttle counts go up as the chunk sends, so a row sees the sends before it as it did when each
+    row read its own count."""
+
+    def __init__(self, rt, rows, now, cfg):
+        self.people: dict = {}
+        self.hooks: dict = {}
+        self.sent: dict = {}  # (recipient, channel) -> [count, earliest sent_at] in the window
+        self.first: dict = {}
+        hook_ids = sorted({int(r.recipient.split(":", 1)[1]) for r in rows if r.recipient.startswith("webhook:")})
+        rids = sorted({r.recipient for r in rows if not r.recipient.startswith("webhook:")})
+        throttled = {}
+        for r in rows:
+            if not r.recipient.startswith("webhook:") and _throttle_applies(r):
+                throttled.setdefault(r.channel, set()).add(r.recipient)
+        retried = [int(r.id) for r in rows if r.attempts]
+        with rt.uow() as uow:
+            s = uow.session
+            if hook_ids:
+                # mutable copies: a failure counted for one row is seen by the next row of the hook
+                self.hooks = {h.id: SimpleNamespace(**h._mapping) for h in s.execute(_WEBHOOKS, {"ids": hook_ids})}
+            if rids:
+                recs = {r.id: store.Recipient(*r) for r in s.execute(_RECIPIENTS, {"ids": rids})}
+                prefs = {p.user_id: store.Preference(*p) for p in s.execute(_PREFERENCES, {"ids": rids})}
+                self.people = {rid: (recs.get(rid), prefs.get(rid)) for rid in rids}
+            since = now - timedelta(seconds=cfg.throttle_window_seconds)
+            for channel, who in throttled.items():
+                for rid, n, first in s.execute(_SENT_BY_RECIPIENT, {"ids": sorted(who), "channel": channel,
+                                                                    "since": since}):
+                    self.sent[(rid, channel)] = [n, utc(first)]
+            if retried:
+                self.first = {i: utc(at) for i, at in s.execute(_FIRST_TRIES, {"ids": retried})}
+
+    def count_sent(self, row, now) -> None:
+        c = self.sent.setdefault((row.recipient, row.channel), [0, now])
+        c[0] += 1
+        c[1] = min(c[1], now)
+
+
+def _throttle_applies(row) -> bool:
+    return row.channel != "inbox" and row.kind != "digest" and not row.critical
+
+
 def _run_channel(rt, rows) -> None:
+    cfg = config_of(rt)
     down = None
-    for row in rows:
-        if down is not None:
+    for start in range(0, len(rows), CHUNK):
+        chunk = rows[start:start + CHUNK]
+        if down is None:
+            down = _run_chunk(rt, cfg, chunk)
+        else:
             # wait as long as the row that found the channel down: left due now, the rows of a
             # channel that is down would fill every claim and starve the channels that work
-            _release(rt, row, down, delay=timedelta(seconds=config_of(rt).retry_base_seconds))
-            continue
-        try:
-            # continues the trace of the event that planned it (a no-op when tracing is off)
-            with tracing.span_from(rt.name, f"notify deliver {row.channel}", row.trace_context,
-                                   **{"crm.delivery_id": int(row.id), "crm.event_type": row.event_type}):
-                _deliver(rt, row)
-        except ChannelDown as exc:
-            down = str(exc)
-        except Exception:  # noqa: BLE001 - one bad row must not stop the others
-            log.exception("delivery failed unexpectedly", extra={"delivery_id": row.id})
-            _release(rt, row, "internal error, will be tried again")
+            _record(rt, [_released(rt, row, down, timedelta(seconds=cfg.retry_base_seconds)) for row in chunk])
+
+
+def _released(rt, row, why: str, delay: timedelta | None = None) -> _Outcome:
+    """Back to pending without counting a try (the channel was down before this row's turn),
+    due again after `delay`."""
+    values = dict(status="pending", lease_until=None, note=f"waiting: {why}"[:500])
+    if delay is not None:
+        values["due_at"] = rt.clock.now() + delay
+    return _Outcome(row, values, release=True)
+
+
+def _run_chunk(rt, cfg, chunk) -> str | None:
+    """Read, send and record one chunk of a channel's rows; returns why the channel is down, if it is."""
+    now = rt.clock.now()
+    try:
+        look = _Look(rt, chunk, now, cfg)
+    except Exception:  # noqa: BLE001 - the database hiccupped: the rows go back, tried again next run
+        log.exception("dispatch read failed", extra={"delivery_ids": [r.id for r in chunk]})
+        _record(rt, [_released(rt, row, "internal error, will be tried again") for row in chunk])
+        return None
+    outcomes, down = [], None
+    with channels_of(rt).email.session() as smtp:
+        for row in chunk:
+            if down is not None:
+                outcomes.append(_released(rt, row, down, timedelta(seconds=cfg.retry_base_seconds)))
+                continue
+            try:
+                # continues the trace of the event that planned it (a no-op when tracing is off)
+                with tracing.span_from(rt.name, f"notify deliver {row.channel}", row.trace_context,
+                                       **{"crm.delivery_id": int(row.id), "crm.event_type": row.event_type}):
+                    outcome, down = _deliver(rt, cfg, row, look, now, smtp)
+                outcomes.append(outcome)
+            except Exception:  # noqa: BLE001 - one bad row must not stop the others
+                log.exception("delivery failed unexpectedly", extra={"delivery_id": row.id})
+                outcomes.append(_released(rt, row, "internal error, will be tried again"))
+    _record(rt, outcomes)
+    return down
+
+
+def _deliver(rt, cfg, row, look, now, smtp) -> tuple[_Outcome, str | None]:
+    """Decide and send one row: its outcome, and why its channel is down if this row found it so."""
+    rec = hook = None
+    if row.recipient.startswith("webhook:"):
+        hook = look.hooks.get(int(row.recipient.split(":", 1)[1]))
+    else:
+        rec, pref = look.people.get(row.recipient, (None, None))
+        # quiet hours: an SMS is held until they end (not dropped); critical messages go at once
+        if row.channel == "sms" and not row.critical:
+            start, end = store.quiet_hours(rec, pref)
+            until = quiet_until(now, rec.timezone if rec is not None else None, start, end)
+            if until is not None:
+                return _Outcome(row, dict(status="pending", due_at=until, lease_until=None,
+                                          note=f"held for quiet hours until {until.isoformat()}")), None
+    # throttle: beyond N per window the message goes into the next digest (not for webhooks)
+    if hook is None and not row.recipient.startswith("webhook:") and _throttle_applies(row):
+        n, first = look.sent.get((row.recipient, row.channel), (0, None))
+        if n >= cfg.throttle_max:
+            due = first + timedelta(seconds=cfg.throttle_window_seconds)
+            return _Outcome(row, dict(status="digest", digest_mode="throttle", due_at=due, lease_until=None,
+                                      note=f"throttled: {n} sent in the window; folded into the next digest")), None
+    attempts = row.attempts + 1
+    if row.channel == "inbox":
+        # the inbox item and the delivery's `sent` commit together: exactly one item
+        return _Outcome(row, dict(status="sent", sent_at=now, attempts=attempts, last_attempt_at=now,
+                                  lease_until=None, last_error=None), inbox=True), None
+    started = time.perf_counter()
+    try:
+        _send_external(rt, row, rec, hook, smtp)
+    except SendError as exc:
+        ms = int((time.perf_counter() - started) * 1000)
+        return _failure(cfg, row, look, now, exc, ms, hook), (str(exc) if isinstance(exc, ChannelDown) else None)
+    ms = int((time.perf_counter() - started) * 1000)
+    look.count_sent(row, now)
+    out = _Outcome(row, dict(status="sent", sent_at=now, attempts=attempts, last_attempt_at=now, lease_until=None,
+                             last_error=None, note=None),
+                   attempt=dict(delivery_id=row.id, attempt=attempts, at=now, ok=True, error=None, duration_ms=ms))
+    if hook is not None:
+        hook.consecutive_failures = 0
+        out.hook_id, out.hook_values = hook.id, {"consecutive_failures": 0}
+    return out, None
+
+
+def _failure(cfg, row, look, now, exc: SendError, ms, hook) -> _Outcome:
+    attempts = row.attempts + 1
+    error = str(exc)[:2000]
+    first_try = look.first.get(int(row.id)) or now
+    nxt = None if exc.permanent else next_retry(
+        attempts, first_try, now, cfg.retry_base_seconds, timedelta(hours=cfg.webhook_give_up_hours),
+        cfg.retry_max_attempts)
+    attempt = dict(delivery_id=row.id, attempt=attempts, at=now, ok=False, error=error, duration_ms=ms)
+    if nxt is not None:
+        return _Outcome(row, dict(status="pending", due_at=nxt, attempts=attempts, last_attempt_at=now,
+                                  last_error=error, lease_until=None, note=f"retry {attempts + 1} at {nxt.isoformat()}"),
+                        attempt=attempt, error=error)
+    out = _Outcome(row, dict(status="failed", attempts=attempts, last_attempt_at=now, last_error=error,
+                             lease_until=None, note="gave up" if not exc.permanent else "permanent error"),
+                   attempt=attempt, error=error)
+    if hook is not None:
+        # a delivery failed for good: count it; past the limit, disable the webhook and tell its owner
+        hook.consecutive_failures += 1
+        out.hook_id, out.hook_values = hook.id, {"consecutive_failures": hook.consecutive_failures}
+        if hook.enabled and hook.consecutive_failures >= cfg.webhook_disable_after:
+            hook.enabled = False
+            out.hook_values.update(enabled=False, disabled_at=now, disabled_reason=error)
+            out.disabled = SimpleNamespace(id=hook.id, url=hook.url, owner_id=hook.owner_id, error=error)
+    return out
+
+
+def _record(rt, outcomes: list[_Outcome]) -> None:
+    """All the chunk's outcomes in one transaction; if it fails, each row in a transaction of its own
+    (a row whose own write fails too stays `sending` and is taken again when its lease runs out)."""
+    if not outcomes:
+        return
+    now = rt.clock.now()
+    try:
+        with rt.uow() as uow:
+            _apply(rt, uow.session, outcomes, now)
+            uow.commit()
+        done = outcomes
+    except Exception:  # noqa: BLE001
+        log.exception("recording a dispatch chunk failed; recording its rows one by one",
+                      extra={"delivery_ids": [o.row.id for o in outcomes]})
+        done = []
+        for o in outcomes:
+            try:
+                with rt.uow() as uow:
+                    _apply(rt, uow.session, [o], now)
+                    uow.commit()
+                done.append(o)
+            except Exception:  # noqa: BLE001
+                log.exception("recording a delivery failed; it is tried again when its lease runs out",
+                              extra={"delivery_id": o.row.id})
+    if any(o.hook_values and "enabled" in o.hook_values for o in done):
+        cache.clear(rt.engine)  # a hook is disabled now: plan no more for it
+    for o in done:
+        if o.error is not None:
+            log.warning("delivery failed", extra={"delivery_id": o.row.id, "channel": o.row.channel,
+                                                  "attempt": o.values["attempts"], "error": o.error,
+                                                  "retry_at": o.values["due_at"].isoformat()
+                                                  if o.values["status"] == "pending" else None})
+
+
+def _apply(rt, s, outcomes: list[_Outcome], now) -> None:
+    attempts = [o.attempt for o in outcomes if o.attempt is not None]
+    if attempts:
+        s.execute(_ATTEMPT, attempts)
+    updates: dict[tuple, list] = {}  # executemany wants the same columns in every row
+    for o in outcomes:
+        r = o.row
+        if o.inbox:
+            _write_inbox(s, r.id, r.recipient, r.event_id, r.event_type, r.subject, r.body, r.payload,
+                         o.values["attempts"], o.values["sent_at"])
+        if o.release:
+            s.execute(_RELEASE, {"delivery_id_": r.id, **o.values})
+        else:
+            updates.setdefault(tuple(sorted(o.values)), []).append({"delivery_id_": r.id, **o.values})
+    for params in updates.values():
+        s.execute(_SET_DELIVERY, params)
+    for o in outcomes:
+        if o.hook_values is not None:
+            s.execute(update(m.webhooks).where(m.webhooks.c.id == o.hook_id).values(**o.hook_values))
+        if o.disabled is not None:
+            _notice_disabled(rt, s, o.disabled, now)
 
 
 def topic_of(event_type: str) -> str:
@@ -129,74 +359,13 @@ def topic_of(event_type: str) -> str:
     return event_type.split(".", 1)[0][:40]
 
 
-def _release(rt, row, why: str, delay: timedelta | None = None) -> None:
-    """Back to pending without counting a try (the channel was down before this row's turn),
-    due again after `delay`."""
-    values = dict(status="pending", lease_until=None, note=f"waiting: {why}"[:500])
-    if delay is not None:
-        values["due_at"] = rt.clock.now() + delay
-    with rt.uow() as uow:
-        uow.session.execute(update(m.deliveries).where(m.deliveries.c.id == row.id, m.deliveries.c.status == "sending")
-                            .values(**values))
-        uow.commit()
-
-
-def _finish(rt, row, **values) -> None:
-    with rt.uow() as uow:
-        _set_delivery(uow.session, row.id, lease_until=None, **values)
-        uow.commit()
-
-
-def _deliver(rt, row) -> None:
-    cfg = config_of(rt)
-    now = rt.clock.now()
-    rec = hook = None
-    decision: tuple = ("send",)
-    with rt.uow() as uow:  # read-only look: decide, then act in transactions of their own
-        s = uow.session
-        if row.recipient.startswith("webhook:"):
-            hook = s.execute(select(m.webhooks).where(m.webhooks.c.id == int(row.recipient.split(":", 1)[1]))).first()
-        else:
-            rec, pref = store.person(s, row.recipient)
-            # quiet hours: an SMS is held until they end (not dropped); critical messages go at once
-            if row.channel == "sms" and not row.critical:
-                start, end = store.quiet_hours(rec, pref)
-                until = quiet_until(now, rec.timezone if rec is not None else None, start, end)
-                if until is not None:
-                    decision = ("hold", until)
-            # throttle: beyond N per window the message goes into the next digest
-            if decision[0] == "send" and row.channel != "inbox" and row.kind != "digest" and not row.critical:
-                window_start = now - timedelta(seconds=cfg.throttle_window_seconds)
-                sent = s.execute(_SENT_IN_WINDOW, {"recipient": row.recipient, "channel": row.channel,
-                                                   "since": window_start}).first()
-                if sent[0] >= cfg.throttle_max:
-                    decision = ("throttle", utc(sent[1]) + timedelta(seconds=cfg.throttle_window_seconds), sent[0])
-    if decision[0] == "hold":
-        return _finish(rt, row, status="pending", due_at=decision[1],
-                       note=f"held for quiet hours until {decision[1].isoformat()}")
-    if decision[0] == "throttle":
-        return _finish(rt, row, status="digest", digest_mode="throttle", due_at=decision[1],
-                       note=f"throttled: {decision[2]} sent in the window; folded into the next digest")
-    if row.channel == "inbox":
-        return _to_inbox(rt, row, now)
-    started = time.perf_counter()
-    try:
-        _send_external(rt, row, rec, hook)
-    except SendError as exc:
-        _record_failure(rt, row, now, exc, int((time.perf_counter() - started) * 1000), hook)
-        if isinstance(exc, ChannelDown):
-            raise
-        return
-    _record_success(rt, row, now, int((time.perf_counter() - started) * 1000), hook)
-
-
-def _send_external(rt, row, rec, hook) -> None:
+def _send_external(rt, row, rec, hook, smtp) -> None:
     ch = channels_of(rt)
     ref = f"{row.id}:{row.event_id}"
     if row.channel == "email":
         if rec is None or not rec.email:
             raise SendError("no email address for this recipient", permanent=True)
-        ch.email.send(rec.email, row.subject or "", row.body or "", row.html or "", ref)
+        smtp.send(rec.email, row.subject or "", row.body or "", row.html or "", ref)
     elif row.channel == "sms":
         if rec is None or not rec.mobile or not valid_mobile(rec.mobile):
             raise SendError("no valid mobile number for this recipient", permanent=True)
@@ -227,17 +396,6 @@ def _write_inbox(s, delivery_id, recipient, event_id, event_type, subject, body,
         delivery_id=delivery_id, attempt=attempt, at=now, ok=True, error=None, duration_ms=0))
 
 
-def _to_inbox(rt, row, now) -> None:
-    """The inbox item and the delivery's `sent` commit together: exactly one item."""
-    with rt.uow() as uow:
-        s = uow.session
-        _write_inbox(s, row.id, row.recipient, row.event_id, row.event_type, row.subject, row.body,
-                     row.payload, row.attempts + 1, now)
-        _set_delivery(s, row.id, status="sent", sent_at=now, attempts=row.attempts + 1, last_attempt_at=now,
-                      lease_until=None, last_error=None)
-        uow.commit()
-
-
 def to_inbox_now(s, service: str, rows: list[tuple[int, dict]], now) -> int:
     """In-app deliveries just planned and due now (`Planner.deliver_now`; their rows were inserted
     as `sent` by this transaction), written to the inbox in the planning transaction (the
@@ -252,70 +410,15 @@ def to_inbox_now(s, service: str, rows: list[tuple[int, dict]], now) -> int:
     return len(rows)
 
 
-def _record_success(rt, row, now, ms, hook) -> None:
-    with rt.uow() as uow:
-        s = uow.session
-        s.execute(_ATTEMPT, dict(delivery_id=row.id, attempt=row.attempts + 1, at=now, ok=True, error=None,
-                                 duration_ms=ms))
-        _set_delivery(s, row.id, status="sent", sent_at=now, attempts=row.attempts + 1, last_attempt_at=now,
-                      lease_until=None, last_error=None, note=None)
-        if hook is not None:
-            s.execute(update(m.webhooks).where(m.webhooks.c.id == hook.id).values(consecutive_failures=0))
-        uow.commit()
-
-
-def _record_failure(rt, row, now, exc: SendError, ms, hook) -> None:
-    cfg = config_of(rt)
-    attempts = row.attempts + 1
-    error = str(exc)[:2000]
-    first_try = _first_try(rt, row) or now
-    nxt = None if exc.permanent else next_retry(
-        attempts, first_try, now, cfg.retry_base_seconds, timedelta(hours=cfg.webhook_give_up_hours),
-        cfg.retry_max_attempts)
-    with rt.uow() as uow:
-        s = uow.session
-        s.execute(_ATTEMPT, dict(delivery_id=row.id, attempt=attempts, at=now, ok=False, error=error, duration_ms=ms))
-        if nxt is not None:
-            _set_delivery(s, row.id, status="pending", due_at=nxt, attempts=attempts, last_attempt_at=now,
-                          last_error=error, lease_until=None, note=f"retry {attempts + 1} at {nxt.isoformat()}")
-        else:
-            _set_delivery(s, row.id, status="failed", attempts=attempts, last_attempt_at=now, last_error=error,
-                          lease_until=None, note="gave up" if not exc.permanent else "permanent error")
-            if hook is not None:
-                _hook_failed(rt, s, hook, now, error)
-        uow.commit()
-    if nxt is None and hook is not None:
-        cache.clear(rt.engine)  # the hook may be disabled now: plan no more for it
-    log.warning("delivery failed", extra={"delivery_id": row.id, "channel": row.channel, "attempt": attempts,
-                                          "error": error, "retry_at": nxt.isoformat() if nxt else None})
-
-
-def _first_try(rt, row):
-    if row.attempts == 0:
-        return None
-    with rt.engine.connect() as c:
-        v = c.execute(select(func.min(m.delivery_attempts.c.at)).where(
-            m.delivery_attempts.c.delivery_id == row.id)).scalar()
-    return utc(v)
-
-
-def _hook_failed(rt, s, hook, now, error) -> None:
-    """A delivery failed for good: count it; past the limit, disable the webhook and tell its owner."""
+def _notice_disabled(rt, s, hook, now) -> None:
+    """The webhook was disabled after repeated failures: tell its owner (inbox now, and email)."""
     from .planner import Planner
-    cfg = config_of(rt)
-    failures = hook.consecutive_failures + 1
-    values = {"consecutive_failures": failures}
-    disable = hook.enabled and failures >= cfg.webhook_disable_after
-    if disable:
-        values.update(enabled=False, disabled_at=now, disabled_reason=error)
-    s.execute(update(m.webhooks).where(m.webhooks.c.id == hook.id).values(**values))
-    if disable:
-        planner = Planner(s, now)
-        context = {"webhook_id": str(hook.id), "url": hook.url, "error": error}
-        for channel in ("inbox", "email"):
-            planner.add(event_id=f"webhook-disabled:{hook.id}:{int(now.timestamp())}",
-                        event_type="notice.webhook_disabled", recipient=hook.owner_id, channel=channel,
-                        template="notice.webhook_disabled", context=context, kind="notice", critical=True,
-                        payload={"webhook_id": str(hook.id)})
-        planner.deliver_now(rt.name)
-        log.warning("webhook disabled after repeated failures", extra={"webhook_id": hook.id, "error": error})
+    planner = Planner(s, now)
+    context = {"webhook_id": str(hook.id), "url": hook.url, "error": hook.error}
+    for channel in ("inbox", "email"):
+        planner.add(event_id=f"webhook-disabled:{hook.id}:{int(now.timestamp())}",
+                    event_type="notice.webhook_disabled", recipient=hook.owner_id, channel=channel,
+                    template="notice.webhook_disabled", context=context, kind="notice", critical=True,
+                    payload={"webhook_id": str(hook.id)})
+    planner.deliver_now(rt.name)
+    log.warning("webhook disabled after repeated failures", extra={"webhook_id": hook.id, "error": hook.error})

@@ -35,17 +35,25 @@ class SmtpSender:
         return msg
 
     def send(self, to: str, subject: str, text: str, html: str, message_id: str) -> None:
+        """One message on a connection of its own."""
+        with self.session() as session:
+            session.send(to, subject, text, html, message_id)
+
+    def session(self) -> "SmtpSession":
+        """One connection for several messages (the dispatch job's chunk): `with sender.session() as s`."""
+        return SmtpSession(self)
+
+    def _target(self):
         if not self.url:
             raise ChannelDown("SMTP_URL is not configured")
-        if "@" not in to or any(c in to for c in "\r\n"):
-            raise SendError(f"not an email address: {to!r}", permanent=True)
         u = urlsplit(self.url)
         if u.scheme not in ("smtp", "smtps"):
             raise ChannelDown(f"SMTP_URL must be smtp:// or smtps://, not {u.scheme}://")
-        q = parse_qs(u.query)
-        starttls = q.get("starttls", ["0"])[0] in ("1", "true", "yes")
-        host, port = u.hostname or "localhost", u.port or (465 if u.scheme == "smtps" else 25)
-        msg = self.build(to, subject, text, html, message_id)
+        starttls = parse_qs(u.query).get("starttls", ["0"])[0] in ("1", "true", "yes")
+        return u, starttls, u.hostname or "localhost", u.port or (465 if u.scheme == "smtps" else 25)
+
+    def _open(self) -> smtplib.SMTP:
+        u, starttls, host, port = self._target()
         try:
             if u.scheme == "smtps":
                 client = smtplib.SMTP_SSL(host, port, timeout=self.timeout, context=self._tls())
@@ -54,21 +62,98 @@ class SmtpSender:
         except (OSError, smtplib.SMTPException) as exc:
             raise ChannelDown(f"SMTP server {host}:{port} unreachable: {exc}") from None
         try:
-            with client:
-                if starttls:
-                    client.starttls(context=self._tls())
-                if u.username:
-                    client.login(unquote(u.username), unquote(u.password or ""))
-                client.send_message(msg)
-        except smtplib.SMTPRecipientsRefused as exc:
-            raise SendError(f"recipient refused: {exc.recipients}", permanent=True) from None
-        except ssl.SSLError as exc:
-            raise ChannelDown(f"TLS with the SMTP server failed: {exc}") from None
-        except smtplib.SMTPAuthenticationError as exc:
-            raise ChannelDown(f"SMTP authentication failed: {exc.smtp_code}") from None
-        except smtplib.SMTPResponseException as exc:
-            raise SendError(f"SMTP error {exc.smtp_code}: {exc.smtp_error!r}",
-                            permanent=500 <= exc.smtp_code < 600 and exc.smtp_code not in (550, 552)) from None
+            if starttls:
+                client.starttls(context=self._tls())
+            if u.username:
+                client.login(unquote(u.username), unquote(u.password or ""))
         except (OSError, smtplib.SMTPException) as exc:
-            raise SendError(f"SMTP failed: {type(exc).__name__}: {exc}") from None
+            _close(client)
+            raise _error(exc) from None
+        return client
 
+
+def _error(exc: Exception) -> SendError:
+    """What an SMTP failure means for the delivery (see `SendError` and `ChannelDown`)."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        return SendError(f"recipient refused: {exc.recipients}", permanent=True)
+    if isinstance(exc, ssl.SSLError):
+        return ChannelDown(f"TLS with the SMTP server failed: {exc}")
+    if isinstance(exc, smtplib.SMTPAuthenticationError):
+        return ChannelDown(f"SMTP authentication failed: {exc.smtp_code}")
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return SendError(f"SMTP error {exc.smtp_code}: {exc.smtp_error!r}",
+                         permanent=500 <= exc.smtp_code < 600 and exc.smtp_code not in (550, 552))
+    return SendError(f"SMTP failed: {type(exc).__name__}: {exc}")
+
+
+def _close(client) -> None:
+    try:
+        client.quit()
+    except (OSError, smtplib.SMTPException):
+        client.close()
+
+
+class SmtpSession:
+    """Several messages over one SMTP connection, opened at the first message and closed at the end.
+
+    A refused recipient (smtplib resets the transaction) leaves the connection in use for the next
+    message. A server that drops a connection already used for earlier messages before it has taken
+    this one (the connection is closed, or 421, before DATA: many servers cap the messages per
+    connection or drop idle ones) gets this message once more on a new connection: nothing was
+    accepted, so nothing is sent twice. A failure once DATA has started is not retried here (the
+    server may have taken the message): the delivery is tried again later, as with one connection
+    per message."""
+
+    def __init__(self, sender: SmtpSender):
+        self.sender = sender
+        self.client: smtplib.SMTP | None = None
+        self.in_data = False
+        self.connections = 0  # opened so far (tests, bench)
+
+    def __enter__(self) -> "SmtpSession":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.client is not None:
+            client, self.client = self.client, None
+            _close(client)
+
+    def _connect(self) -> smtplib.SMTP:
+        client = self.sender._open()
+        data = client.data
+
+        def marked_data(msg):  # smtplib's sendmail calls self.data: note that the message is on its way
+            self.in_data = True
+            return data(msg)
+
+        client.data = marked_data
+        self.connections += 1
+        return client
+
+    def send(self, to: str, subject: str, text: str, html: str, message_id: str) -> None:
+        self.sender._target()  # not configured or not SMTP: ChannelDown before anything else
+        if "@" not in to or any(c in to for c in "\r\n"):
+            raise SendError(f"not an email address: {to!r}", permanent=True)
+        msg = self.sender.build(to, subject, text, html, message_id)
+        while True:
+            reused = self.client is not None
+            if self.client is None:
+                self.client = self._connect()
+            self.in_data = False
+            try:
+                self.client.send_message(msg)
+                return
+            except smtplib.SMTPRecipientsRefused as exc:
+                raise _error(exc) from None  # smtplib sent RSET: the connection goes on
+            except (OSError, smtplib.SMTPException) as exc:
+                dropped = isinstance(exc, (smtplib.SMTPServerDisconnected, ConnectionError)) or (
+                    isinstance(exc, smtplib.SMTPResponseException) and exc.smtp_code == 421)
+                if isinstance(exc, smtplib.SMTPResponseException) and not dropped and not self.in_data:
+                    raise _error(exc) from None  # refused sender or the like: smtplib sent RSET
+                self.close()
+                if dropped and reused and not self.in_data:
+                    continue  # nothing was taken on the old connection: once more on a new one
+                raise _error(exc) from None
