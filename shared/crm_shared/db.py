@@ -71,15 +71,15 @@ def make_engine(url: str, **kw) -> Engine:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         # one writer at a time per file, queued in the kernel rather than in SQLite's busy handler
         # (crm_shared.sqlitelock); the connection gives the lock back when its transaction ends
-        write_lock = sqlitelock.for_file(make_url(url).database or "")
+        write_lock_path = sqlitelock.lock_path(make_url(url).database or "")
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False,
                                                   "factory": sqlitelock.LockingConnection}, **kw)
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
             dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (see below)
-            if isinstance(dbapi_conn, sqlitelock.LockingConnection):
-                dbapi_conn.write_lock = write_lock
+            if isinstance(dbapi_conn, sqlitelock.LockingConnection) and write_lock_path:
+                dbapi_conn.write_lock = sqlitelock.WriteLock(write_lock_path)
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")

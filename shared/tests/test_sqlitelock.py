@@ -1,6 +1,7 @@
 """The embedded default's write lock (crm_shared.sqlitelock): writers of several processes and
-threads queue for a SQLite file, every transaction's end gives the lock back, and a writer that
-dies or a thread that nests transactions cannot wedge the others."""
+threads take turns on a SQLite file, every transaction's end gives the lock back, a writer that
+dies or a thread that nests transactions cannot wedge the others, and no process keeps the file
+to its own threads while another waits."""
 import fcntl
 import multiprocessing
 import os
@@ -147,32 +148,6 @@ def test_a_writer_killed_in_its_transaction_lets_the_others_through(db):
         assert c.execute(text("SELECT n FROM counter")).scalar_one() == 1  # the dead one's update is gone
 
 
-def _take_and_say(path, took):
-    lock = sqlitelock.for_file(str(path))
-    lock.acquire()
-    took.set()
-    lock.release()
-
-
-def test_a_forked_child_does_not_share_its_parents_lock(tmp_path):
-    # (SQLite itself forbids carrying an open transaction across fork(); the lock is tested alone)
-    path = tmp_path / "svc.db"
-    lock = sqlitelock.for_file(str(path))
-    ctx = multiprocessing.get_context("fork")
-    took = ctx.Event()
-    lock.acquire()
-    try:
-        # forked while this thread holds the lock (flock and thread lock): the child must wait
-        child = ctx.Process(target=_take_and_say, args=(path, took))
-        child.start()
-        assert not took.wait(0.5)
-    finally:
-        lock.release()
-    assert took.wait(30)
-    child.join(30)
-    assert child.exitcode == 0
-
-
 def test_the_bus_file_takes_the_same_lock_and_gives_it_back(tmp_path):
     path = tmp_path / "bus.db"
     bus = SqliteBus(f"sqlite:///{path}", Topology("t"))
@@ -190,7 +165,7 @@ def test_the_bus_file_takes_the_same_lock_and_gives_it_back(tmp_path):
 
 
 def test_in_memory_databases_have_no_lock_file(tmp_path):
-    assert sqlitelock.for_file(":memory:") is None and sqlitelock.for_file("") is None
+    assert sqlitelock.lock_path(":memory:") is None and sqlitelock.lock_path("") is None
     engine = make_engine("sqlite://")
     with engine.begin() as c:
         assert c.execute(text("SELECT 1")).scalar_one() == 1
@@ -219,3 +194,36 @@ def test_a_process_holding_the_lock_too_long_gets_the_others_sqlites_error(db, m
         c.execute(text("UPDATE counter SET n = n + 1"))
     with engine.connect() as c:
         assert c.execute(text("SELECT n FROM counter")).scalar_one() == 1
+
+
+def _write_many(path, seconds, out):
+    engine = make_engine(f"sqlite:///{path}")
+    done = [0]
+
+    def run():
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            with engine.begin() as c:
+                c.execute(text("UPDATE counter SET n = n + 1"))
+                time.sleep(0.002)  # a transaction's own work, the lock held
+            done[0] += 1
+
+    ts = [threading.Thread(target=run) for _ in range(4)]
+    [t.start() for t in ts]
+    [t.join() for t in ts]
+    out.put(done[0])
+
+
+def test_two_busy_processes_both_get_turns(db):
+    """Four threads in each of two processes writing without pause: neither process is starved
+    (a lock per process handed from thread to thread would let one process keep the file)."""
+    path, engine = db
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_write_many, args=(path, 3.0, out)) for _ in range(2)]
+    [p.start() for p in procs]
+    counts = sorted(out.get(timeout=60) for _ in procs)
+    [p.join(30) for p in procs]
+    assert counts[0] > 0.25 * counts[1], counts
+    with engine.connect() as c:
+        assert c.execute(text("SELECT n FROM counter")).scalar_one() == sum(counts)

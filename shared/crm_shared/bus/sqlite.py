@@ -71,7 +71,6 @@ class SqliteBus(Bus):
         self.idle_after = idle_after
         self._local = threading.local()
         self._owner = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self._write_lock = sqlitelock.for_file(path)
         self._conn().executescript(SCHEMA)
 
     # -- plumbing -------------------------------------------------------------------------------
@@ -85,6 +84,8 @@ class SqliteBus(Bus):
             c.execute(f"PRAGMA synchronous={os.environ.get('BUS_SQLITE_SYNC', 'NORMAL')}")
             c.execute("PRAGMA busy_timeout=30000")
             self._local.conn = c
+            lock_file = sqlitelock.lock_path(self.path)  # this connection's hold on the file's write lock
+            self._local.write_lock = sqlitelock.WriteLock(lock_file) if lock_file else None
         return c
 
     class _Tx:
@@ -119,7 +120,7 @@ class SqliteBus(Bus):
 
     def _tx(self):
         try:
-            return self._Tx(self._conn(), self._write_lock)
+            return self._Tx(self._conn(), self._local.write_lock)
         except sqlite3.Error as exc:  # pragma: no cover - disk trouble
             raise BusError(str(exc)) from exc
 
@@ -290,4 +291,6 @@ class SqliteBus(Bus):
         if c is not None:
             c.close()
             self._local.conn = None
+            if self._local.write_lock is not None:
+                self._local.write_lock.close()
 
