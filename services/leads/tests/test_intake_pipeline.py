@@ -111,3 +111,15 @@ def test_a_rep_enters_their_own_lead_in_the_pipeline(pg):
     assert r.status_code == 201 and r.json["owner_id"] == "rep7"
     assert [e["type"] for e in pg.events()] == ["lead.created"]
     assert _driver_state(pg) == (False, psycopg.pq.TransactionStatus.IDLE)
+
+
+def test_bad_input_is_answered_before_any_round_trip(pg, monkeypatch):
+    opened = []
+    real = psycopg.Connection.pipeline
+    monkeypatch.setattr(psycopg.Connection, "pipeline", lambda self: opened.append(1) or real(self))
+    r = pg.post("/v1/leads", {"name": "X", "phone": "12", "source": "website"}, pg.manager())
+    assert r.status_code == 422 and "phone" in r.json["errors"]
+    r = pg.post("/v1/leads", {"name": "X", "source": "website"}, pg.manager())
+    assert r.status_code == 422
+    assert opened == []
+    assert _driver_state(pg) == (False, psycopg.pq.TransactionStatus.IDLE)

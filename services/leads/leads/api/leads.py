@@ -40,8 +40,9 @@ class Leads(MethodView):
     def post(self, data):
         """Create a lead: normalised, deduplicated, scored, and routed (or the rep's own)."""
         u, a = uow(), actor()
+        norm = intake.prepare(data)  # bad input is answered before the database is asked anything
         with u.pipelined():  # PostgreSQL: 3 round trips for a routed intake instead of 5
-            result = intake.intake(u, data, a, now())
+            result = intake.intake(u, norm, a, now(), prepared=True)
             if isinstance(result, intake.Duplicate):
                 intake.record_duplicate(u, result, a, data.get("source"), now())
             u.commit()
