@@ -25,13 +25,10 @@ MANAGERS = ("sales_manager",)
 LIST_COUNT_LIMIT = 10_000  # `total` of a list is counted up to this (`total_is_lower_bound` beyond)
 
 
-def answer(result, session_uow, a, source=None):
-    """Commit, then 201 with the lead or 409 with the duplicate (whose hit is recorded)."""
+def answer(result, a):
+    """201 with the lead, or 409 with the duplicate (its hit recorded and committed by the caller)."""
     if isinstance(result, intake.Duplicate):
-        intake.record_duplicate(session_uow, result, a, source, now())
-        session_uow.commit()
         raise Conflict("This customer is already known.", **result.problem_extra())
-    session_uow.commit()
     return present(result.lead, a)
 
 
@@ -43,7 +40,13 @@ class Leads(MethodView):
     def post(self, data):
         """Create a lead: normalised, deduplicated, scored, and routed (or the rep's own)."""
         u, a = uow(), actor()
-        return answer(intake.intake(u, data, a, now()), u, a, data.get("source"))
+        norm = intake.prepare(data)  # bad input is answered before the database is asked anything
+        with u.pipelined():  # PostgreSQL: 3 round trips for a routed intake instead of 5
+            result = intake.intake(u, norm, a, now(), prepared=True)
+            if isinstance(result, intake.Duplicate):
+                intake.record_duplicate(u, result, a, data.get("source"), now())
+            u.commit()
+        return answer(result, a)
 
     @blp.arguments(s.LeadQuery, location="query")
     @blp.response(200, s.LeadPage)

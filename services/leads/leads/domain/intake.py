@@ -309,9 +309,10 @@ def create_many(uow, items: list[dict], actor, now, weights: dict) -> list:
     return out
 
 
-def intake(uow, data: dict, actor, now):
-    """POST /v1/leads: a lead a sales rep enters is theirs; anything else is routed."""
+def intake(uow, data: dict, actor, now, prepared: bool = False):
+    """POST /v1/leads: a lead a sales rep enters is theirs; anything else is routed. `prepared`:
+    `data` is `prepare`'s output already."""
     if actor.is_rep_only:
         remember_user(uow.session, actor.id, actor.name)
-        return create(uow, data, actor, now, owner=(actor.id, actor.name))
-    return create(uow, data, actor, now)
+        return create(uow, data, actor, now, owner=(actor.id, actor.name), prepared=prepared)
+    return create(uow, data, actor, now, prepared=prepared)
