@@ -19,7 +19,8 @@ table of the runs side by side (e.g. `git worktree add --detach /tmp/before <rev
 leaves it out. The older checkout runs in the layout before notify's jobs got a process of their
 own (one worker process per service: `Platform(jobs_apart=())`), as its `crm worker` has no --parts.
 BENCH_E2E_JOBS_APART (comma-separated services, default `crm_shared.platform.JOBS_APART`; empty: none)
-sets this checkout's layout.
+sets this checkout's layout; BENCH_E2E_BEFORE_JOBS_APART (default: none) the older checkout's, when it
+has `crm worker --parts` (from 4ca01cc on).
 (This module must not import the `leads` package's name: bench/leads.py is a module called `leads`.)"""
 from __future__ import annotations
 
@@ -232,6 +233,7 @@ BEFORE = os.environ.get("BENCH_E2E_BEFORE")
 ROUNDS = int(os.environ.get("BENCH_E2E_ROUNDS", "1"))
 _APART = os.environ.get("BENCH_E2E_JOBS_APART")
 JOBS_APART = None if _APART is None else tuple(x for x in _APART.split(",") if x)
+BEFORE_JOBS_APART = tuple(x for x in os.environ.get("BENCH_E2E_BEFORE_JOBS_APART", "").split(",") if x)
 
 
 def run() -> str:
@@ -343,7 +345,9 @@ def _run(variant: str, code: Path | None = None) -> tuple[str, list]:
             apart = JOBS_APART
             if code is not None:
                 env["PYTHONPATH"] = _code_path(code)
-                apart = ()  # the layout before: one worker process (consumer, relay and jobs)
+                # the layout before: one worker process (consumer, relay and jobs), unless the older
+                # checkout knows `crm worker --parts` and BENCH_E2E_BEFORE_JOBS_APART names its layout
+                apart = BEFORE_JOBS_APART
             p = Platform(f"{tmp}/data", bus_url=bus_url, namespace=None if embedded else ns, database_urls=urls,
                          ports="free", env=env, log_dir=f"{tmp}/logs", jobs_apart=apart)
             apart = p.jobs_apart

@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import os
 import select
+import sqlite3
 
 from sqlalchemy import (BigInteger, Boolean, Column, DateTime, Index, Integer, MetaData, String, exc, false,
                         Table, Text, create_engine, event, text)
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import sessionmaker
+
+from . import sqlitelock
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -66,11 +69,17 @@ def make_engine(url: str, **kw) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kw)
+        # one writer at a time per file, queued in the kernel rather than in SQLite's busy handler
+        # (crm_shared.sqlitelock); the connection gives the lock back when its transaction ends
+        write_lock_path = sqlitelock.lock_path(make_url(url).database or "")
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False,
+                                                  "factory": sqlitelock.LockingConnection}, **kw)
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn, _record):  # pragma: no cover - trivial
             dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (see below)
+            if isinstance(dbapi_conn, sqlitelock.LockingConnection) and write_lock_path:
+                dbapi_conn.write_lock = sqlitelock.WriteLock(write_lock_path)
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
@@ -82,7 +91,20 @@ def make_engine(url: str, **kw) -> Engine:
         def _begin(conn):  # pragma: no cover - trivial
             # Take the write lock up front: SQLite's deferred transactions fail with "database is
             # locked" when two of them try to upgrade a read lock at once, instead of waiting.
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Before it, the file's write lock of crm_shared.sqlitelock, given back at COMMIT/ROLLBACK.
+            dbapi_conn = conn.connection.dbapi_connection
+            take = getattr(dbapi_conn, "take_write_lock", None)
+            if take is not None:
+                try:
+                    take()
+                except sqlite3.OperationalError as e:  # waited WAIT_SECONDS: as SQLite's own busy timeout
+                    raise exc.OperationalError("BEGIN IMMEDIATE", None, e) from e
+            try:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            except BaseException:
+                if take is not None:
+                    dbapi_conn.give_back_write_lock()
+                raise
         return engine
     # The pool's liveness check on checkout: `_check_on_checkout` below, which asks the server
     # (SQLAlchemy's pre-ping, one round trip) only when the connection does not look idle and

@@ -21,6 +21,7 @@ import time
 import uuid
 from typing import Iterable
 
+from .. import sqlitelock
 from .base import BatchCallback, Bus, BusError, DeadLetter, Delivery, Outcome, OutgoingMessage, Topology
 
 SCHEMA = """
@@ -83,23 +84,43 @@ class SqliteBus(Bus):
             c.execute(f"PRAGMA synchronous={os.environ.get('BUS_SQLITE_SYNC', 'NORMAL')}")
             c.execute("PRAGMA busy_timeout=30000")
             self._local.conn = c
+            lock_file = sqlitelock.lock_path(self.path)  # this connection's hold on the file's write lock
+            self._local.write_lock = sqlitelock.WriteLock(lock_file) if lock_file else None
         return c
 
     class _Tx:
-        def __init__(self, conn):
-            self.conn = conn
+        """A write transaction on the bus file: the file's write lock (crm_shared.sqlitelock: the
+        writers of every process queue in the kernel, not in SQLite's busy handler's sleeps), then
+        `BEGIN IMMEDIATE`; COMMIT or ROLLBACK, then the lock given back."""
+        def __init__(self, conn, lock):
+            self.conn, self.lock = conn, lock
 
         def __enter__(self):
-            self.conn.execute("BEGIN IMMEDIATE")
+            if self.lock is not None:
+                self.lock.acquire()
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+            except BaseException:
+                if self.lock is not None:
+                    self.lock.release()
+                raise
             return self.conn
 
         def __exit__(self, exc_type, *_):
-            self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+            try:
+                self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+            finally:
+                if self.lock is not None:
+                    self.lock.release()
             return False
 
     def _tx(self):
         try:
-            return self._Tx(self._conn())
+            return self._Tx(self._conn(), self._local.write_lock)
         except sqlite3.Error as exc:  # pragma: no cover - disk trouble
             raise BusError(str(exc)) from exc
 
@@ -270,4 +291,6 @@ class SqliteBus(Bus):
         if c is not None:
             c.close()
             self._local.conn = None
+            if self._local.write_lock is not None:
+                self._local.write_lock.close()
 
