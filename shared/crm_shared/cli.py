@@ -192,12 +192,12 @@ def declare():
               help="which parts this process runs (default: WORKER_PARTS, else all three)")
 def worker(name, parts):
     """Run a service's worker: consumer, outbox relay and scheduler (or the --parts named)."""
-    from .worker import main as run, parse_parts
+    from .worker import main as run, resolve_parts
     try:
-        parse_parts(parts if parts is not None else os.environ.get("WORKER_PARTS"))
+        flags = resolve_parts(parts)
     except ValueError as exc:
         raise click.UsageError(str(exc))
-    run(services.load(name), parts=parts)
+    run(services.load(name), parts=flags)
 
 
 @main.command()

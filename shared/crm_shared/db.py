@@ -69,8 +69,8 @@ def make_engine(url: str, **kw) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        # one writer at a time per file, queued in the kernel rather than in SQLite's busy handler
-        # (crm_shared.sqlitelock); the connection gives the lock back when its transaction ends
+        # one writer at a time per file, taking turns on a lock file rather than in SQLite's busy
+        # handler (crm_shared.sqlitelock); the connection gives the lock back when its transaction ends
         write_lock_path = sqlitelock.lock_path(make_url(url).database or "")
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False,
                                                   "factory": sqlitelock.LockingConnection}, **kw)
@@ -92,19 +92,11 @@ def make_engine(url: str, **kw) -> Engine:
             # Take the write lock up front: SQLite's deferred transactions fail with "database is
             # locked" when two of them try to upgrade a read lock at once, instead of waiting.
             # Before it, the file's write lock of crm_shared.sqlitelock, given back at COMMIT/ROLLBACK.
-            dbapi_conn = conn.connection.dbapi_connection
-            take = getattr(dbapi_conn, "take_write_lock", None)
-            if take is not None:
-                try:
-                    take()
-                except sqlite3.OperationalError as e:  # waited WAIT_SECONDS: as SQLite's own busy timeout
-                    raise exc.OperationalError("BEGIN IMMEDIATE", None, e) from e
+            lock = getattr(conn.connection.dbapi_connection, "write_lock", None)
             try:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-            except BaseException:
-                if take is not None:
-                    dbapi_conn.give_back_write_lock()
-                raise
+                sqlitelock.begin_immediate(lock, conn.exec_driver_sql)
+            except sqlite3.OperationalError as e:  # waited WAIT_SECONDS for the lock: SQLite's own busy timeout
+                raise exc.OperationalError("BEGIN IMMEDIATE", None, e) from e
         return engine
     # The pool's liveness check on checkout: `_check_on_checkout` below, which asks the server
     # (SQLAlchemy's pre-ping, one round trip) only when the connection does not look idle and

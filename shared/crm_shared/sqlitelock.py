@@ -72,18 +72,23 @@ class WriteLock:
             self._fd, self.held = None, False
 
 
+def begin_immediate(lock: WriteLock | None, execute) -> None:
+    """The file's write lock (none for an in-memory database), then `execute("BEGIN IMMEDIATE")`;
+    the lock given back if the BEGIN fails. The caller gives it back when the transaction ends."""
+    if lock is not None and not lock.held:
+        lock.acquire()
+    try:
+        execute("BEGIN IMMEDIATE")
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
+
+
 class LockingConnection(sqlite3.Connection):
     """A sqlite3 connection that gives its file's write lock back when its transaction ends
-    (`db.make_engine` takes it just before `BEGIN IMMEDIATE`)."""
+    (`db.make_engine` takes it with `begin_immediate`)."""
     write_lock: WriteLock | None = None
-
-    def take_write_lock(self, timeout: float | None = None) -> None:
-        if self.write_lock is not None and not self.write_lock.held:
-            self.write_lock.acquire(timeout)
-
-    def give_back_write_lock(self) -> None:
-        if self.write_lock is not None:
-            self.write_lock.release()
 
     def commit(self):
         try:
@@ -91,14 +96,15 @@ class LockingConnection(sqlite3.Connection):
         finally:
             # a COMMIT that failed with SQLITE_BUSY leaves the transaction open; SQLAlchemy rolls
             # it back next, which gives the lock back
-            if not self.in_transaction:
-                self.give_back_write_lock()
+            if not self.in_transaction and self.write_lock is not None:
+                self.write_lock.release()
 
     def rollback(self):
         try:
             super().rollback()
         finally:
-            self.give_back_write_lock()
+            if self.write_lock is not None:
+                self.write_lock.release()
 
     def close(self):
         try:

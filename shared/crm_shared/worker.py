@@ -43,6 +43,11 @@ def parse_parts(value: str | None) -> dict[str, bool]:
     return {p: p in given for p in PARTS}
 
 
+def resolve_parts(option: str | None) -> dict[str, bool]:
+    """`crm worker --parts` if given, else the environment's WORKER_PARTS, else all three."""
+    return parse_parts(option if option is not None else os.environ.get("WORKER_PARTS"))
+
+
 def declare_topology(rt: Runtime) -> None:
     delays = rt.settings.retry_delays_ms
     # Every service declares every consumer's queue, so nothing is published before its consumers'
@@ -107,10 +112,11 @@ class Worker:
         log.info("worker stopped")
 
 
-def main(definition: ServiceDefinition, settings: Settings | None = None, parts: str | None = None) -> None:
-    """Run the worker until SIGTERM/SIGINT. `parts` (else the environment's WORKER_PARTS, else all):
+def main(definition: ServiceDefinition, settings: Settings | None = None,
+         parts: dict[str, bool] | None = None) -> None:
+    """Run the worker until SIGTERM/SIGINT. `parts` (`resolve_parts`; None: from the environment):
     which of consume, relay and schedule this process runs."""
-    flags = parse_parts(parts if parts is not None else os.environ.get("WORKER_PARTS"))
+    flags = parts if parts is not None else resolve_parts(None)
     settings = settings or Settings.from_env(definition.name)
     logs.configure(definition.name, settings.log_level)
     rt = Runtime(definition, settings)

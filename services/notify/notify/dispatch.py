@@ -64,9 +64,6 @@ def channels_of(runtime) -> Channels:
 # statements run for every row, built once (building one with its values inside, and its cache key,
 # costs more CPU than running it): the values go in as parameters
 _SET_DELIVERY = update(m.deliveries).where(m.deliveries.c.id == bindparam("delivery_id_"))
-_SENT_IN_WINDOW = select(func.count(), func.min(m.deliveries.c.sent_at)).where(
-    m.deliveries.c.recipient == bindparam("recipient"), m.deliveries.c.channel == bindparam("channel"),
-    m.deliveries.c.status == "sent", m.deliveries.c.sent_at > bindparam("since"))
 _ATTEMPT = m.delivery_attempts.insert()
 _RELEASE = update(m.deliveries).where(m.deliveries.c.id == bindparam("delivery_id_"), m.deliveries.c.status == "sending")
 # the chunk's read: IN lists as expanding parameters, so each statement is built and compiled once
@@ -243,7 +240,7 @@ def _deliver(rt, cfg, row, look, now, smtp) -> tuple[_Outcome, str | None]:
                 return _Outcome(row, dict(status="pending", due_at=until, lease_until=None,
                                           note=f"held for quiet hours until {until.isoformat()}")), None
     # throttle: beyond N per window the message goes into the next digest (not for webhooks)
-    if hook is None and not row.recipient.startswith("webhook:") and _throttle_applies(row):
+    if not row.recipient.startswith("webhook:") and _throttle_applies(row):
         n, first = look.sent.get((row.recipient, row.channel), (0, None))
         if n >= cfg.throttle_max:
             due = first + timedelta(seconds=cfg.throttle_window_seconds)

@@ -90,20 +90,13 @@ class SqliteBus(Bus):
 
     class _Tx:
         """A write transaction on the bus file: the file's write lock (crm_shared.sqlitelock: the
-        writers of every process queue in the kernel, not in SQLite's busy handler's sleeps), then
-        `BEGIN IMMEDIATE`; COMMIT or ROLLBACK, then the lock given back."""
+        writers of every process take turns on a lock file, not in SQLite's busy handler's sleeps),
+        then `BEGIN IMMEDIATE`; COMMIT or ROLLBACK, then the lock given back."""
         def __init__(self, conn, lock):
             self.conn, self.lock = conn, lock
 
         def __enter__(self):
-            if self.lock is not None:
-                self.lock.acquire()
-            try:
-                self.conn.execute("BEGIN IMMEDIATE")
-            except BaseException:
-                if self.lock is not None:
-                    self.lock.release()
-                raise
+            sqlitelock.begin_immediate(self.lock, self.conn.execute)
             return self.conn
 
         def __exit__(self, exc_type, *_):

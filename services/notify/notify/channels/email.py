@@ -134,7 +134,8 @@ class SmtpSession:
         return client
 
     def send(self, to: str, subject: str, text: str, html: str, message_id: str) -> None:
-        self.sender._target()  # not configured or not SMTP: ChannelDown before anything else
+        if self.client is None:
+            self.sender._target()  # not configured or not SMTP: ChannelDown before anything else
         if "@" not in to or any(c in to for c in "\r\n"):
             raise SendError(f"not an email address: {to!r}", permanent=True)
         msg = self.sender.build(to, subject, text, html, message_id)
