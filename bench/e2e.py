@@ -342,6 +342,10 @@ def _run(variant: str, code: Path | None = None) -> tuple[str, list]:
             sink = stack.enter_context(MailSink())
             env = {"LOG_LEVEL": "WARNING", "BUS_DECLARE_PLATFORM": "1", "SMTP_URL": sink.url,
                    "NOTIFY_THROTTLE_MAX": THROTTLE_MAX}
+            if not embedded:
+                # as production runs (CRM_ENV=production refuses it): the real clock, not the movable
+                # development clock `crm run` gives its processes (a stat of its file per reading)
+                env["CRM_CLOCK_FILE"] = ""
             apart = JOBS_APART
             if code is not None:
                 env["PYTHONPATH"] = _code_path(code)
@@ -491,7 +495,8 @@ def _run(variant: str, code: Path | None = None) -> tuple[str, list]:
                    "which runs in notify's worker process beside the consumer; ")
                 + f"notify's email throttle is lifted "
                 f"(`NOTIFY_THROTTLE_MAX`={THROTTLE_MAX}: the bench's {REPS} reps stand for a sales floor of "
-                f"hundreds, each under the shipped 20 an hour).", ""]
+                f"hundreds, each under the shipped 20 an hour). The processes keep the real clock, as in "
+                f"production (no `CRM_CLOCK_FILE`, which `crm run` sets for its movable development clock).", ""]
     out += [C.md_table(["Path", "Requests", "Achieved rate /s", "Errors", "p50 ms", "p99 ms"], [
                 ["POST /v1/leads → 201 (HTTP only)", f"{len(posted):,}", C.fmt_rate(achieved),
                  f"{errors}" + (f" (HTTP {', '.join(map(str, statuses))})" if statuses else ""),
