@@ -6,7 +6,12 @@ local webhook receiver (HMAC-signed POSTs), through the real worker (consumer + 
 
 Each scenario publishes N `lead.assigned` (inbox) or `lead.created` (webhook) envelopes to the
 queue first, then starts the worker and times until the last message has arrived: the figure is the
-worker's drain rate, consumer and dispatcher together. Sizes: BENCH_NOTIFY_N (default 2,000)."""
+worker's drain rate, consumer and dispatcher together. Sizes: BENCH_NOTIFY_N (default 2,000).
+
+Also the cost of one email as the dispatch job sends it (`SmtpSession.send` over one kept SMTP
+connection to a local aiosmtpd sink): built with `email`'s compat32 API straight to wire bytes (what
+it does) beside the modern `EmailMessage` API and `send_message` (what it did before TUNING item 22,
+still its path for a non-ASCII address). BENCH_NOTIFY_EMAILS (500 per run), 3 rounds in turn."""
 from __future__ import annotations
 
 import os
@@ -143,6 +148,65 @@ def _scenario(db_url: str, bus_url: str, namespace: str, target: str) -> dict:
             receiver.close()
 
 
+EMAILS = int(os.environ.get("BENCH_NOTIFY_EMAILS", "500"))
+
+
+def _email_runs() -> str:
+    """CPU of the sending thread per email (`time.thread_time`: the sink runs in another thread)."""
+    from aiosmtpd.controller import Controller
+    from crm_shared.platform import free_port
+    from notify.channels.email import SmtpSender
+
+    received = [0]
+
+    class Sink:
+        async def handle_DATA(self, server, session, envelope):
+            received[0] += 1
+            return "250 OK"
+
+    port = free_port()
+    controller = Controller(Sink(), hostname="127.0.0.1", port=port)
+    controller.start()
+    subject = "新线索已分配给您：张三 (杭州某某科技有限公司)"
+    text = "您好 李四，\n\n新线索 张三（杭州某某科技有限公司，13800138000）已分配给您，请在 24 小时内跟进。\n"
+    html = "<p>您好 李四，</p><p>新线索 <b>张三</b>（杭州某某科技有限公司）已分配给您，请在 24 小时内跟进。</p>"
+    results: dict = {"wire": [], "modern": []}
+    try:
+        for r in range(3):
+            for kind in (("wire", "modern") if r % 2 == 0 else ("modern", "wire")):
+                sender = SmtpSender(f"smtp://127.0.0.1:{port}", "CRM 销售 <noreply@crm.local>")
+                if kind == "modern":
+                    sender.build_bytes = lambda *a: None  # the path before: EmailMessage + send_message
+                before = received[0]
+                t0, c0 = time.perf_counter(), time.thread_time()
+                with sender.session() as smtp:
+                    for i in range(EMAILS):
+                        smtp.send(f"rep{i % 4}@example.com", subject, text, html, f"bench:{kind}:{r}:{i}")
+                cpu, wall = time.thread_time() - c0, time.perf_counter() - t0
+                deadline = time.monotonic() + 10
+                while received[0] - before < EMAILS and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                if received[0] - before != EMAILS:
+                    raise RuntimeError(f"the sink received {received[0] - before} of {EMAILS}")
+                results[kind].append((cpu, wall))
+    finally:
+        controller.stop()
+    rows = []
+    for kind, label in (("wire", "**compat32 API straight to wire bytes, `sendmail`** (now)"),
+                        ("modern", "Before: `EmailMessage` (modern API) + `send_message`")):
+        cpu = sum(c for c, _ in results[kind]) / (3 * EMAILS) * 1000
+        wall = sum(w for _, w in results[kind])
+        rows.append([label, f"{3 * EMAILS:,}", f"{cpu:.2f}", C.fmt_rate(3 * EMAILS / wall),
+                     " / ".join(f"{c / EMAILS * 1000:.2f}" for c, _ in results[kind])])
+    ratio = (sum(c for c, _ in results["modern"]) / sum(c for c, _ in results["wire"]))
+    return ("### One email through the dispatch job's SMTP session\n\n"
+            f"{EMAILS} emails per run over one kept connection to a local aiosmtpd sink (every one received, "
+            "checked), a Chinese subject, text and HTML body, 3 rounds with the two paths in turn. CPU = the "
+            "sending thread's CPU time (`time.thread_time`; the sink runs in another thread of this process).\n\n"
+            + C.md_table(["Path", "Emails", "CPU ms per email", "emails/s", "CPU ms per email, per round"], rows)
+            + f"\n\nThe wire path uses **{ratio:.1f}x less CPU** per email than the modern API in this run.\n")
+
+
 def run() -> str:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -168,7 +232,8 @@ def run() -> str:
             "signed webhook POST is answered by a local receiver; *consumed*: until the last event has been "
             "turned into delivery rows. An in-app item due now is written by the consumer, in the transaction "
             "that consumes its event; the dispatch job runs every second and sends the rest in batches of 200 "
-            "(webhook POSTs go one after another over a kept-alive connection).\n\n" + table + "\n")
+            "(webhook POSTs go one after another over a kept-alive connection).\n\n" + table + "\n\n"
+            + _email_runs())
 
 
 def _drop_namespace(ns: str) -> None:
