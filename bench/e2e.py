@@ -282,7 +282,8 @@ def _stamp(v) -> float:
 def _hops(urls: dict, sent: dict, seen: dict) -> dict:
     """Per assigned lead that arrived, the time of each hop (ms), from the timestamps the services
     store anyway: leads' outbox row (`created_at`: written in the intake transaction just before
-    its commit; `published_at`: the relay had the broker's confirm), notify's processed event
+    its commit; `published_at`: the relay's clock when it claimed the row, before publishing it; the
+    row reads as published only once the broker has confirmed and the relay committed), notify's processed event
     (`processed_at`: the consumer's transaction for its batch began) and the inbox item."""
     from sqlalchemy import create_engine, text
     out = {}
@@ -311,8 +312,8 @@ def _hops(urls: dict, sent: dict, seen: dict) -> dict:
 
 HOPS = {
     "send": "POST sent → `lead.assigned` written to leads' outbox (HTTP queueing + intake, in its transaction)",
-    "relay": "outbox row written → relay published it (commit, relay wake-up, publish + broker confirm)",
-    "consume": "published → notify's consumer took it (broker / embedded bus, prefetch, batch)",
+    "relay": "outbox row written → relay claimed it (intake's commit, relay wake-up, claim)",
+    "consume": "relay claimed it → notify's consumer took it (publish, broker: persisted and delivered; prefetch, batch)",
     "inbox": "consumer took it → inbox item written (notify's handler, in the consuming transaction)",
     "total": "**total: POST sent → inbox item**",
 }
