@@ -15,7 +15,7 @@ from ..models import campaigns, customers, lead_history, lead_keys, leads
 from . import load, normalise, routing, scoring
 from .errors import Conflict, Invalid
 from .records import display_name, event_fields, get, history, history_many, history_row, remember_user
-from .util import insert_for, is_postgres
+from .util import built, insert_for, is_postgres
 
 SOURCES = ("website", "ad_platform", "phone_in", "visit", "exhibition", "wechat", "referral", "import", "other")
 FIELDS = ("name", "company", "phone", "email", "province", "city", "industry", "source", "campaign_id",
@@ -145,6 +145,7 @@ def _insert_with_keys(session, values: dict, keys: list, created: dict, slim: bo
     return row, len(keys) - row["_keys_in"]
 
 
+_INSERT_LEAD = leads.insert().returning(*leads.c)
 _UNSET = {c.name: None for c in leads.c}  # columns an intake does not set: no server default, NULL
 
 
@@ -198,11 +199,14 @@ def create(uow, data: dict, actor, now, *, owner: tuple[str, str | None] | None 
                                                                            **created_entry), slim=slim)
         entries = []
     else:
-        row = session.execute(leads.insert().values(**values).returning(*leads.c)).mappings().one()
+        # statements built once, the values given at execution (bench/TUNING.md item 23)
+        row = session.execute(_INSERT_LEAD, values).mappings().one()
         taken = 0
         if keys:
-            stmt = insert_for(session, lead_keys).values([{"kind": k, "value": v, "lead_id": row["id"]} for k, v in keys])
-            taken = len(keys) - len(session.execute(stmt.on_conflict_do_nothing().returning(lead_keys.c.kind)).all())
+            stmt = built(session, "lead keys", lambda insert: (
+                insert(lead_keys).on_conflict_do_nothing().returning(lead_keys.c.kind)))
+            taken = len(keys) - len(session.execute(
+                stmt, [{"kind": k, "value": v, "lead_id": row["id"]} for k, v in keys]).all())
         entries = [created_entry]
     lead_id = row["id"]
     if taken:

@@ -7,18 +7,19 @@ never both take a member's last place; every other change (claim, release, recyc
 conversion, disqualification, win-back) moves the counter with `shift`/`moved`."""
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import Integer, bindparam, func, select
 
 from ..models import leads, owner_loads
 from .records import OPEN
-from .util import insert_for
+from .util import built
 
 
-def _upsert(session, user_id: str, k: int, cap: int | None):
-    stmt = insert_for(session, owner_loads).values(user_id=user_id, open_leads=k)
-    where = None if cap is None else owner_loads.c.open_leads + k <= cap
-    return stmt.on_conflict_do_update(index_elements=["user_id"],
-                                      set_={"open_leads": owner_loads.c.open_leads + k}, where=where)
+def _upsert(insert, capped: bool):
+    k = bindparam("p_k", type_=Integer)
+    stmt = insert(owner_loads).values(user_id=bindparam("p_user"), open_leads=k)
+    where = owner_loads.c.open_leads + k <= bindparam("p_cap", type_=Integer) if capped else None
+    return stmt.on_conflict_do_update(index_elements=["user_id"], set_={"open_leads": owner_loads.c.open_leads + k},
+                                      where=where)
 
 
 def reserve(session, user_id: str, cap: int | None, k: int = 1) -> bool:
@@ -27,12 +28,14 @@ def reserve(session, user_id: str, cap: int | None, k: int = 1) -> bool:
     a concurrent reservation once it commits)."""
     if cap is not None and k > cap:
         return False
-    return session.execute(_upsert(session, user_id, k, cap).returning(owner_loads.c.user_id)).first() is not None
+    stmt = built(session, f"reserve:{cap is not None}",
+                 lambda insert: _upsert(insert, cap is not None).returning(owner_loads.c.user_id))
+    return session.execute(stmt, {"p_user": user_id, "p_k": k, "p_cap": cap}).first() is not None
 
 
 def shift(session, user_id: str | None, k: int) -> None:
     if user_id and k:
-        session.execute(_upsert(session, user_id, k, None))
+        session.execute(built(session, "shift", lambda insert: _upsert(insert, False)), {"p_user": user_id, "p_k": k})
 
 
 def is_open(status: str | None) -> bool:

@@ -8,12 +8,12 @@ statement that gives them the lead, late in the transaction. Weighted and least-
 choose by counts, lock the team row for the rest of the transaction. See README "Fair distribution"."""
 from __future__ import annotations
 
-from sqlalchemy import Integer, String, column, exists, func, select, text, update
+from sqlalchemy import Integer, String, bindparam, column, exists, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from ..models import leads, owner_loads, routing_rules, team_members, teams
 from . import cache, load
-from .util import is_postgres
+from .util import built, is_postgres
 
 STRATEGIES = ("round_robin", "weighted", "least_loaded")
 CONDITION_FIELDS = ("province", "city", "industry", "source", "campaign_id")
@@ -64,8 +64,10 @@ def _turns(session, team_id, n: int) -> list[int]:
     if is_postgres(session):
         return list(session.execute(text(f"SELECT nextval('{turn_sequence(team_id)}') FROM generate_series(1, :n)"),
                                     {"n": n}).scalars())
-    end = session.execute(update(teams).where(teams.c.id == team_id).values(rr_cursor=teams.c.rr_cursor + n)
-                          .returning(teams.c.rr_cursor)).scalar_one()
+    end = session.execute(built(session, "turns", lambda _: (
+        update(teams).where(teams.c.id == bindparam("p_team")).values(
+            rr_cursor=teams.c.rr_cursor + bindparam("p_n", type_=Integer)).returning(teams.c.rr_cursor))),
+        {"p_team": team_id, "p_n": n}).scalar_one()
     return list(range(end - n, end))
 
 
@@ -73,17 +75,31 @@ def team_snapshot(session, team_id, *, lock: bool = False, turn: bool = False) -
     """The team's active members with their open-lead counts (and the team's strategy and code), in
     one query and without a lock; `lock` locks the team row (weighted, least loaded); `turn` also
     takes one round-robin turn in the same query (PostgreSQL), as `_turn` of every row."""
+    pg = is_postgres(session)
+    if turn and pg:  # the team's own sequence is in the statement
+        return [dict(m) for m in session.execute(_snapshot(lock, team_id), {"p_team": team_id}).mappings().all()]
+    q = built(session, f"snapshot:{lock and pg}", lambda _: _snapshot(lock and pg))
+    return [dict(m) for m in session.execute(q, {"p_team": team_id}).mappings().all()]
+
+
+def _snapshot(lock: bool, turn_of=None):
     cols = [teams.c.strategy, teams.c.code.label("_team_code"), team_members,
             func.coalesce(owner_loads.c.open_leads, 0).label("_load")]
-    if turn and is_postgres(session):
-        cols.append(text(f"(SELECT nextval('{turn_sequence(team_id)}')) AS _turn"))
+    if turn_of is not None:
+        cols.append(text(f"(SELECT nextval('{turn_sequence(turn_of)}')) AS _turn"))
     q = (select(*cols).select_from(teams.join(team_members, team_members.c.team_id == teams.c.id)
                                    .outerjoin(owner_loads, owner_loads.c.user_id == team_members.c.user_id))
-         .where(teams.c.id == team_id, team_members.c.active.is_(True))
+         .where(teams.c.id == bindparam("p_team"), team_members.c.active.is_(True))
          .order_by(team_members.c.position, team_members.c.user_id))
-    if lock and is_postgres(session):
-        q = q.with_for_update(of=teams)
-    return [dict(m) for m in session.execute(q).mappings().all()]
+    return q.with_for_update(of=teams) if lock else q
+
+
+def _count_assigned(session, team_id, user_id: str, k: int) -> None:
+    session.execute(built(session, "count assigned", lambda _: (
+        update(team_members).where(team_members.c.team_id == bindparam("p_team"),
+                                   team_members.c.user_id == bindparam("p_user"))
+        .values(assigned_count=team_members.c.assigned_count + bindparam("p_k", type_=Integer)))),
+        {"p_team": team_id, "p_user": user_id, "p_k": k})
 
 
 def _free(m) -> bool:
@@ -150,9 +166,7 @@ def pick_many(session, team_id, n: int) -> list:
         for u in failed:
             taken.pop(u, None)
     for user_id, k in taken.items():
-        session.execute(update(team_members).where(team_members.c.team_id == team_id,
-                                                   team_members.c.user_id == user_id)
-                        .values(assigned_count=team_members.c.assigned_count + k))
+        _count_assigned(session, team_id, user_id, k)
     return [{**m, "_team_id": team_id} if m is not None else None for m in picks]
 
 
@@ -188,9 +202,7 @@ def assign_lead(session, team_id, lead_id, now):
             if row is not None:
                 return {**chosen, "_team_id": team_id}, row
         elif load.reserve(session, chosen["user_id"], chosen["max_open_leads"]):
-            session.execute(update(team_members).where(team_members.c.team_id == team_id,
-                                                       team_members.c.user_id == chosen["user_id"])
-                            .values(assigned_count=team_members.c.assigned_count + 1))
+            _count_assigned(session, team_id, chosen["user_id"], 1)
             return {**chosen, "_team_id": team_id}, _give(session, lead_id, chosen, now)
         chosen["_full"] = True  # filled up (or left the team) meanwhile: the next free member
 
@@ -262,8 +274,14 @@ def _owned_values(member, now) -> dict:
 
 
 def _give(session, lead_id, member, now):
-    return session.execute(update(leads).where(leads.c.id == lead_id).values(**_owned_values(member, now))
-                           .returning(*leads.c)).mappings().one()
+    stmt = built(session, "give", lambda _: (
+        update(leads).where(leads.c.id == bindparam("p_lead"))
+        .values({c: bindparam(f"p_{c}", type_=leads.c[c].type) for c in _OWNED}).returning(*leads.c)))
+    return session.execute(stmt, {"p_lead": lead_id, **{f"p_{c}": v for c, v in _owned_values(member, now).items()}}
+                           ).mappings().one()
+
+
+_OWNED = ("owner_id", "owner_name", "status", "assigned_at", "pooled_at")
 
 
 def _reserve_and_give(session, team_id, lead_id, member, now):
@@ -287,9 +305,7 @@ def _reserve_and_give(session, team_id, lead_id, member, now):
 def unpick(session, chosen: dict) -> None:
     """Give back a place and an assigned count taken by pick_many in this transaction (the lead was
     a duplicate after all). A round-robin turn is not given back (sequences never are)."""
-    session.execute(update(team_members).where(team_members.c.team_id == chosen["_team_id"],
-                                               team_members.c.user_id == chosen["user_id"])
-                    .values(assigned_count=team_members.c.assigned_count - 1))
+    _count_assigned(session, chosen["_team_id"], chosen["user_id"], -1)
     load.shift(session, chosen["user_id"], -1)
 
 
