@@ -4,7 +4,8 @@
    a round-robin team (a turn from the team's sequence, the member's place reserved with a
    conditional upsert of their open-lead counter), history, two outbox events) beside a bare
    Flask + SQLAlchemy endpoint that inserts the same JSON as one row, in the same run, with the same
-   gunicorn settings and the same client;
+   gunicorn settings and the same client; then both again on the embedded default's SQLite files
+   (for information);
 2. claim latency (POST /v1/leads/{id}/claim) with 1,000 and with 1,000,000 pooled leads, and the
    first page of GET /v1/pool beside it;
 3. a 50,000-row CSV import (POST /v1/leads/import).
@@ -77,7 +78,11 @@ def bare_app():
     t = Table("bare_leads", md, Column("id", Integer, primary_key=True), Column("name", String(200)),
               Column("phone", String(40)), Column("email", String(320)), Column("source", String(20)),
               Column("created_at", DateTime(timezone=True)))
-    engine = create_engine(os.environ["BENCH_BARE_DB"], pool_size=5)
+    if os.environ["BENCH_BARE_DB"].startswith("sqlite"):
+        from crm_shared.db import make_engine  # the services' SQLite settings (WAL, BEGIN IMMEDIATE, lock file)
+        engine = make_engine(os.environ["BENCH_BARE_DB"])
+    else:
+        engine = create_engine(os.environ["BENCH_BARE_DB"], pool_size=5)
     list_engine = create_engine(os.environ["BENCH_LEADS_DB"], pool_size=5) if os.environ.get("BENCH_LEADS_DB") else None
     app = Flask("bare")
 
@@ -389,6 +394,57 @@ def _intake(svc, svc_shipped, bare, bare_shipped, old, mgr) -> str:
     return "\n".join(out)
 
 
+def _intake_sqlite(tmp: str, mgr: dict) -> str:
+    """The intake on the embedded default (`crm run`: a SQLite file, the embedded bus) beside the
+    bare insert into a SQLite file of its own with the services' SQLite settings, both with the
+    shipped gunicorn settings, in turn, ROUNDS rounds."""
+    from crm_shared.db import make_engine
+    url, bare_url = f"sqlite:///{tmp}/embedded-leads.db", f"sqlite:///{tmp}/embedded-bare.db"
+    env = {"DATABASE_URL": url, "BUS_URL": f"sqlite:///{tmp}/embedded-bus.db", "CRM_DATA_DIR": tmp,
+           "LOG_LEVEL": "WARNING"}
+    subprocess.run([str(Path(PY).parent / "crm"), "migrate", "leads"], cwd=ROOT, env={**os.environ, **env},
+                   check=True, capture_output=True)
+    e = make_engine(bare_url)
+    with e.begin() as c:
+        c.exec_driver_sql("CREATE TABLE bare_leads (id INTEGER PRIMARY KEY, name varchar(200), phone varchar(40), "
+                          "email varchar(320), source varchar(20), created_at timestamp)")
+    e.dispose()
+    svc = Server("leads.wsgi:app", env, shipped=True)
+    bare = Server("leads:bare_app()", {"BENCH_BARE_DB": bare_url}, chdir=HERE, shipped=True)
+    try:
+        _bench_team(svc, mgr)
+        servers = {INTAKE: svc, BARE: bare}
+        for name, server in servers.items():  # warm up
+            _load(server, "/bare" if name == BARE else "/v1/leads", {} if name == BARE else mgr, 1, 2, 31, start=1)
+        got = {name: {"ok": 0, "bad": 0, "lat": [], "cpu": 0.0, "rounds": []} for name in servers}
+        for r in range(ROUNDS):
+            for name in ([INTAKE, BARE] if r % 2 == 0 else [BARE, INTAKE]):
+                server, g = servers[name], got[name]
+                cpu0 = server.workers_cpu()
+                ok, bad, lat = _load(server, "/bare" if name == BARE else "/v1/leads", {} if name == BARE else mgr,
+                                     SECONDS, CLIENTS, 36 if name == INTAKE else 35, start=2 + r)
+                g["cpu"] += server.workers_cpu() - cpu0
+                g["ok"], g["bad"], g["lat"] = g["ok"] + ok, g["bad"] + bad, g["lat"] + lat
+                g["rounds"].append(ok / SECONDS)
+    finally:
+        svc.stop()
+        bare.stop()
+    rows, rate = [], {name: g["ok"] / (SECONDS * ROUNDS) for name, g in got.items()}
+    for name in (INTAKE, BARE):
+        g = got[name]
+        rows.append([name, C.fmt_rate(rate[name]), " / ".join(f"{x:,.0f}" for x in g["rounds"]),
+                     f"{g['cpu'] * 1000 / max(g['ok'] + g['bad'], 1):.2f}", C.fmt_ms(C.percentile(g["lat"], 50)),
+                     C.fmt_ms(C.percentile(g["lat"], 95)), g["bad"]])
+    return "\n".join([
+        "### Intake on the embedded default (SQLite)\n",
+        f"What `crm run` serves: leads on a SQLite file (WAL, `BEGIN IMMEDIATE`, the writers' lock file), "
+        f"{shipped_settings()}; the bare insert into a SQLite file of its own with the same engine settings. "
+        f"{CLIENTS} client threads, {SECONDS:.0f} s per run, {ROUNDS} round(s) in turn. The 50% goal is judged on "
+        "PostgreSQL above; this is for information.\n",
+        C.md_table(["endpoint", "leads/s", "per round", "worker CPU ms/req", "p50 ms", "p95 ms", "errors"], rows), "",
+        f"Intake reaches **{rate[INTAKE] / rate[BARE]:.0%}** of the bare insert's throughput on SQLite.\n"])
+
+
 @__import__("contextlib").contextmanager
 def _before_db():
     with C.postgres_database("bench_leads_before") as url:
@@ -449,6 +505,7 @@ def _run() -> str:
             if old is not None:
                 _bench_team(old[0], mgr)
             out += [_intake(svc, svc_shipped, bare, bare_shipped, old, mgr)]
+            out += [_intake_sqlite(tmp, mgr)]
 
             # lead list for a rep with LIST_LEADS leads, beside a bare indexed select over HTTP
             out += [_lead_list(svc, bare, url)]
