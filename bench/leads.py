@@ -394,6 +394,18 @@ def _intake(svc, svc_shipped, bare, bare_shipped, old, mgr) -> str:
     return "\n".join(out)
 
 
+def _migrate_with_bare(env: dict, bare_engine) -> None:
+    """Migrate leads' database (env's DATABASE_URL) and create the bare app's table."""
+    subprocess.run([str(Path(PY).parent / "crm"), "migrate", "leads"], cwd=ROOT, env={**os.environ, **env},
+                   check=True, capture_output=True)
+    pg = bare_engine.dialect.name == "postgresql"
+    with bare_engine.begin() as c:
+        c.exec_driver_sql(f"CREATE TABLE bare_leads (id {'serial' if pg else 'INTEGER'} PRIMARY KEY, name varchar(200), "
+                          "phone varchar(40), email varchar(320), source varchar(20), "
+                          f"created_at {'timestamptz' if pg else 'timestamp'})")
+    bare_engine.dispose()
+
+
 def _intake_sqlite(tmp: str, mgr: dict) -> str:
     """The intake on the embedded default (`crm run`: a SQLite file, the embedded bus) beside the
     bare insert into a SQLite file of its own with the services' SQLite settings, both with the
@@ -402,13 +414,7 @@ def _intake_sqlite(tmp: str, mgr: dict) -> str:
     url, bare_url = f"sqlite:///{tmp}/embedded-leads.db", f"sqlite:///{tmp}/embedded-bare.db"
     env = {"DATABASE_URL": url, "BUS_URL": f"sqlite:///{tmp}/embedded-bus.db", "CRM_DATA_DIR": tmp,
            "LOG_LEVEL": "WARNING"}
-    subprocess.run([str(Path(PY).parent / "crm"), "migrate", "leads"], cwd=ROOT, env={**os.environ, **env},
-                   check=True, capture_output=True)
-    e = make_engine(bare_url)
-    with e.begin() as c:
-        c.exec_driver_sql("CREATE TABLE bare_leads (id INTEGER PRIMARY KEY, name varchar(200), phone varchar(40), "
-                          "email varchar(320), source varchar(20), created_at timestamp)")
-    e.dispose()
+    _migrate_with_bare(env, make_engine(bare_url))
     svc = Server("leads.wsgi:app", env, shipped=True)
     bare = Server("leads:bare_app()", {"BENCH_BARE_DB": bare_url}, chdir=HERE, shipped=True)
     try:
@@ -484,14 +490,8 @@ def _run() -> str:
             tempfile.TemporaryDirectory() as tmp:
         env = {"DATABASE_URL": url, "BUS_URL": f"sqlite:///{tmp}/bus.db", "CRM_DATA_DIR": tmp, "LOG_LEVEL": "WARNING",
                "DB_POOL_SIZE": "5"}
-        subprocess.run([str(Path(PY).parent / "crm"), "migrate", "leads"], cwd=ROOT, env={**os.environ, **env},
-                       check=True, capture_output=True)
         from sqlalchemy import create_engine
-        e = create_engine(bare_url)
-        with e.begin() as c:
-            c.exec_driver_sql("CREATE TABLE bare_leads (id serial PRIMARY KEY, name varchar(200), phone varchar(40), "
-                              "email varchar(320), source varchar(20), created_at timestamptz)")
-        e.dispose()
+        _migrate_with_bare(env, create_engine(bare_url))
         svc = Server("leads.wsgi:app", env)
         svc_shipped = Server("leads.wsgi:app", env, shipped=True)
         old = _before_servers(tmp) if os.environ.get("BENCH_LEADS_BEFORE") else None
