@@ -122,3 +122,36 @@ def test_an_empty_relay_poll_on_sqlite_takes_no_lock(tmp_path):
         assert relay.run_once() == 1 and relay.run_once() == 0
     finally:
         rt.close()
+
+
+def test_a_consumer_with_nothing_to_do_stays_slow_while_other_queues_are_busy(tmp_path):
+    """Traffic for another service changes the file every few ms; a consumer whose own queue has
+    been empty for `idle_after` looks at most every `idle_poll_interval`, and still takes its own
+    next message within about that."""
+    url = f"sqlite:///{tmp_path}/bus.db"
+    bus = SqliteBus(url, Topology("x"), poll_interval=0.002, idle_poll_interval=0.05, idle_after=0.2)
+    bus.declare_consumer("quiet", ["quiet.event"])
+    other = SqliteBus(url, Topology("x"))
+    other.declare_consumer("busy", ["lead.created"])
+    looks = []
+    ready = bus._ready
+    bus._ready = lambda queue: looks.append(time.monotonic()) or ready(queue)
+    got, stop = [], threading.Event()
+    t = consume_in_thread(bus, "quiet", got, stop)
+    try:
+        time.sleep(0.4)  # idle by now
+        looks.clear()
+        started = time.monotonic()
+        while time.monotonic() - started < 1.0:  # another queue's traffic: a commit every ~3 ms
+            other.publish([msg()])
+            time.sleep(0.003)
+        span = time.monotonic() - started
+        assert len(looks) <= span / 0.05 + 3, f"{len(looks)} looks in {span:.2f} s: it should stay slow"
+        m = msg("quiet.event")
+        sent = time.monotonic()
+        other.publish([m])
+        wait_until(lambda: len(got) == 1, timeout=5, message="its own message")
+        assert got[0][0] == m.message_id and got[0][1] - sent < 0.5
+    finally:
+        stop.set()
+        t.join(10)

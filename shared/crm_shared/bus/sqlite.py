@@ -10,8 +10,10 @@ An idle consumer never takes the write lock: it polls every few ms (`poll_interv
 `PRAGMA data_version`, which changes when any other connection commits to the file, and only then
 (or every `idle_poll_interval`, for retries coming due and leases expiring) runs a read-only
 `SELECT EXISTS(…)` of a claimable row; `BEGIN IMMEDIATE` is taken only to claim rows it saw. After
-`idle_after` seconds with no commit to the file it polls at `idle_poll_interval` (the first
-commit makes it fast again), so an idle worker costs next to no CPU."""
+`idle_after` seconds with nothing claimed from its own queue it polls at `idle_poll_interval`, however
+busy the other queues of the file are (the first row it claims makes it fast again), so an idle
+worker costs next to no CPU: a service's first event after a quiet second waits up to
+`idle_poll_interval` (50 ms) more."""
 from __future__ import annotations
 
 import os
@@ -205,12 +207,16 @@ class SqliteBus(Bus):
                 now = time.monotonic()
                 if version is not None:
                     seen = self._data_version()
+                    idle = now - active_at > self.idle_after
                     if seen == version and now < recheck_at:
-                        idle = now - active_at > self.idle_after
                         stop.wait(self.idle_poll_interval if idle else self.poll_interval)
                         continue
-                    if seen != version:
-                        active_at = now
+                    if seen != version and idle and not self._ready(queue):
+                        # other queues' traffic: looked, nothing here; keep the slow pace
+                        version = seen
+                        recheck_at = now + self.idle_poll_interval
+                        stop.wait(self.idle_poll_interval)
+                        continue
                     version = seen
                 else:
                     version = self._data_version()
