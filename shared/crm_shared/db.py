@@ -21,6 +21,25 @@ NAMING = {
 }
 
 
+class Statements:
+    """Statements built once per dialect and run with their values as parameters: building a
+    statement with its values inside (`.values(**row)`) costs SQLAlchemy the construction and a cache
+    key over every bound value on each call, often more CPU than running it. One instance per module
+    (names are that module's own): `stmt = STATEMENTS.get(session, "name", lambda insert: ...)`,
+    where `insert` is the dialect's INSERT (PostgreSQL's or SQLite's, for ON CONFLICT)."""
+
+    def __init__(self):
+        self._built: dict = {}
+
+    def get(self, session, name: str, build):
+        dialect = session.get_bind().dialect.name
+        stmt = self._built.get((dialect, name))
+        if stmt is None:
+            from sqlalchemy.dialects import postgresql, sqlite
+            stmt = self._built[(dialect, name)] = build(postgresql.insert if dialect == "postgresql" else sqlite.insert)
+        return stmt
+
+
 def new_metadata() -> MetaData:
     return MetaData(naming_convention=NAMING)
 

@@ -6,6 +6,8 @@ from collections import namedtuple
 from sqlalchemy import String, and_, bindparam, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from crm_shared.db import Statements
+
 from . import cache
 from . import models as m
 from .domain import defaults, templates
@@ -20,18 +22,9 @@ def insert_ignore(session, table):
     return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
 
 
-# Statements the consumer runs for every event, built once and run with their values as parameters:
-# building a statement and its cache key with the values inside costs more CPU than running it.
-_PREPARED: dict = {}
-
-
-def prepared(session, name: str, build):
-    """The statement `build(dialect_insert)` under `name`, built once per dialect."""
-    dialect = session.get_bind().dialect.name
-    stmt = _PREPARED.get((dialect, name))
-    if stmt is None:
-        stmt = _PREPARED[(dialect, name)] = build(postgresql.insert if dialect == "postgresql" else sqlite.insert)
-    return stmt
+# Statements the consumer runs for every event, built once and run with their values as parameters
+# (crm_shared.db.Statements): `prepared(session, name, build)`.
+prepared = Statements().get
 
 
 _RECIPIENT = select(m.recipients).where(m.recipients.c.id == bindparam("rid"))

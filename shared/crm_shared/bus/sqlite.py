@@ -205,23 +205,24 @@ class SqliteBus(Bus):
         while not stop.is_set():
             try:
                 now = time.monotonic()
+                looked = None  # this pass's answer of `_ready`, when it has asked already
                 if version is not None:
                     seen = self._data_version()
                     idle = now - active_at > self.idle_after
                     if seen == version and now < recheck_at:
                         stop.wait(self.idle_poll_interval if idle else self.poll_interval)
                         continue
-                    if seen != version and idle and not self._ready(queue):
-                        # other queues' traffic: looked, nothing here; keep the slow pace
-                        version = seen
-                        recheck_at = now + self.idle_poll_interval
-                        stop.wait(self.idle_poll_interval)
-                        continue
+                    if seen != version and idle:
+                        looked = self._ready(queue)
+                        if not looked:  # other queues' traffic, nothing here: keep the slow pace
+                            version, recheck_at = seen, now + self.idle_poll_interval
+                            stop.wait(self.idle_poll_interval)
+                            continue
                     version = seen
                 else:
                     version = self._data_version()
                 recheck_at = now + self.idle_poll_interval
-                rows = self._claim(queue, claim) if self._ready(queue) else []
+                rows = self._claim(queue, claim) if (looked or self._ready(queue)) else []
             except sqlite3.OperationalError:
                 version = None
                 stop.wait(self.poll_interval)

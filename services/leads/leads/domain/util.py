@@ -5,6 +5,8 @@ from datetime import datetime, timezone
 
 from sqlalchemy.dialects import postgresql, sqlite
 
+from crm_shared.db import Statements
+
 
 def aware(dt: datetime | None) -> datetime | None:
     """SQLite gives back naive datetimes; everything stored is UTC."""
@@ -17,19 +19,9 @@ def insert_for(session, table):
     return (postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert)(table)
 
 
-_BUILT: dict = {}
-
-
-def built(session, name: str, build):
-    """The statement `build(dialect_insert)` under `name`, built once per dialect and reused with
-    parameters given at execution: building a statement with its values inside (`.values(**row)`)
-    costs SQLAlchemy the construction and a cache key over every bound value on each call (about
-    0.2-2 ms of CPU for the intake's statements on SQLite, bench/TUNING.md item 23)."""
-    dialect = session.get_bind().dialect.name
-    stmt = _BUILT.get((dialect, name))
-    if stmt is None:
-        stmt = _BUILT[(dialect, name)] = build(postgresql.insert if dialect == "postgresql" else sqlite.insert)
-    return stmt
+# leads' statements built once per dialect, the values given at execution (crm_shared.db.Statements;
+# about 0.2-2 ms of CPU a statement on SQLite's intake path, bench/TUNING.md item 23)
+built = Statements().get
 
 
 def upsert(session, table, key: dict, values: dict) -> None:

@@ -25,6 +25,7 @@ class SmtpSender:
         self.mail_from = mail_from
         self.timeout = timeout
         self.ca_file = ca_file  # a private CA for the SMTP server's certificate; the system's otherwise
+        self._from_name, self._from_addr = parseaddr(mail_from)
 
     def _tls(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=self.ca_file) if self.ca_file else ssl.create_default_context()
@@ -48,7 +49,7 @@ class SmtpSender:
         of the dispatch job's CPU). None when an address is not ASCII: that one goes through `build`
         and smtplib's SMTPUTF8 handling. Bodies are base64 (7-bit clean); the non-ASCII display
         name and subject are RFC 2047 encoded words, as the modern API writes them."""
-        name, addr = parseaddr(self.mail_from)
+        name, addr = self._from_name, self._from_addr
         if not (addr.isascii() and to.isascii()):
             return None
         msg = MIMEMultipart("alternative", boundary=_boundary())
@@ -66,7 +67,7 @@ class SmtpSender:
         return out.getvalue()
 
     def envelope_from(self) -> str:
-        return parseaddr(self.mail_from)[1] or self.mail_from
+        return self._from_addr or self.mail_from
 
     def send(self, to: str, subject: str, text: str, html: str, message_id: str) -> None:
         """One message on a connection of its own."""
