@@ -85,9 +85,10 @@ def postgres_version() -> str:
         return f"unreachable ({exc})"
 
 
-def git_revision() -> str:
-    """The commit a report was made from, and whether the work tree differed from it."""
-    root = Path(__file__).resolve().parent.parent
+def git_revision(root: Path | None = None) -> str:
+    """The commit a report was made from (this checkout, or `root`), and whether the work tree
+    differed from it."""
+    root = root or Path(__file__).resolve().parent.parent
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
                              timeout=10).stdout.strip()
@@ -115,6 +116,16 @@ def machine_info() -> dict[str, str]:
 
 
 # -- numbers ----------------------------------------------------------------------------------------
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far (NaN once it has gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return float("nan")
+
 
 def percentile(values: list[float], p: float) -> float:
     """Nearest-rank percentile (p in 0..100); NaN for an empty list."""

@@ -32,10 +32,15 @@ ROOT = HERE.parent
 
 def child(url: str) -> None:
     """One side: read a command per line ('go': one intake, 'pg': database CPU so far), answer a line."""
-    tmp = tempfile.mkdtemp(prefix="lockstep")
-    os.environ.update({"DATABASE_URL": url, "BUS_URL": f"sqlite:///{tmp}/bus.db", "CRM_DATA_DIR": tmp,
-                       "LOG_LEVEL": "WARNING", "DB_POOL_SIZE": "5"})
-    subprocess.run([sys.executable, "-m", "crm_shared.cli", "migrate", "leads"], check=True, capture_output=True)
+    with tempfile.TemporaryDirectory(prefix="lockstep") as tmp:
+        os.environ.update({"DATABASE_URL": url, "BUS_URL": f"sqlite:///{tmp}/bus.db", "CRM_DATA_DIR": tmp,
+                           "LOG_LEVEL": "WARNING", "DB_POOL_SIZE": "5"})
+        subprocess.run([sys.executable, "-m", "crm_shared.cli", "migrate", "leads"], check=True, capture_output=True)
+        _serve(url)
+
+
+def _serve(url: str) -> None:
+    import _common as C
     import psycopg
     from werkzeug.test import EnvironBuilder
 
@@ -59,19 +64,11 @@ def child(url: str) -> None:
     assert status.startswith("201"), out
     db = url.rsplit("/", 1)[1]
     admin = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
-    tick = os.sysconf("SC_CLK_TCK")
 
     def backends_ms() -> float:
-        total = 0
-        for (pid,) in admin.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> "
-                                    "pg_backend_pid()", (db,)).fetchall():
-            try:
-                with open(f"/proc/{pid}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:  # a backend that just went away
-                continue
-            total += int(fields[11]) + int(fields[12])
-        return total * 1000 / tick
+        pids = admin.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                             (db,)).fetchall()
+        return sum(x for x in (C.cpu_seconds(pid) for (pid,) in pids) if x == x) * 1000  # NaN: a backend gone
 
     print("ready", flush=True)
     n = 0
@@ -131,11 +128,7 @@ def main(before: str, after: str, requests: int, warm: int) -> None:
         quarters.append(statistics.median(x[0] for x in got["after"][part])
                         / statistics.median(x[0] for x in got["before"][part]))
     for name in procs:
-        rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=trees[name], capture_output=True,
-                             text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=trees[name],
-                               capture_output=True, text=True).stdout.strip()
-        print(f"{name} ({trees[name]}, {rev}{' + changes' if dirty else ''}): thread CPU median {med[name][0]:.3f} ms, "
+        print(f"{name} ({trees[name]}, {C.git_revision(trees[name])}): thread CPU median {med[name][0]:.3f} ms, "
               f"wall median {med[name][1]:.3f} ms, PostgreSQL backends {pg[name]:.3f} ms CPU per intake")
     print(f"after / before: thread CPU {med['after'][0] / med['before'][0]:.3f} "
           f"(per quarter of the run: {' '.join(f'{r:.3f}' for r in quarters)}), "
@@ -145,8 +138,9 @@ def main(before: str, after: str, requests: int, warm: int) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--child"]:
-        # this file's folder holds bench/leads.py, which is not the service's `leads` package
-        sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+        # this file's folder holds bench/leads.py, which is not the service's `leads` package: it goes
+        # after the checkout's PYTHONPATH (for `_common` only)
+        sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE] + [str(HERE)]
         child(sys.argv[2])
     else:
         args = sys.argv[1:]

@@ -186,16 +186,6 @@ def children(pid: int) -> list[int]:
         return []
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time the process has used so far."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except OSError:
-        return float("nan")
-
-
 def peak_rss_mb(pid: int) -> float:
     """VmHWM: the process's peak resident set size so far."""
     try:
@@ -450,7 +440,7 @@ def _run(variant: str, code: Path | None = None) -> tuple[str, list]:
                 for name, part, proc in p.processes():
                     pids = [proc.pid] + children(proc.pid)
                     mem.append([name, part, " / ".join(f"{peak_rss_mb(x):.0f}" for x in pids),
-                                f"{sum(cpu_seconds(x) for x in pids):.1f}"])
+                                f"{sum(C.cpu_seconds(x) for x in pids):.1f}"])
                 intakes = len(posted) + len(low_posted) + 10  # and the warm-up's
                 # notify's worker, and its jobs process where the jobs run apart
                 worker_cpu = sum(float(cpu) for name, part, _, cpu in mem if name == "notify" and part != "web")
