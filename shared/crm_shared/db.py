@@ -40,6 +40,47 @@ class Statements:
         return stmt
 
 
+_DRIVER_SQL: dict = {}  # (dialect name, id(statement)) -> (the driver's SQL or None, the statement)
+
+
+def driver_execute(session, stmt, params: dict):
+    """Run `stmt` (a statement built once: a module's constant or a `Statements` entry) with
+    `params` as the driver's own SQL, compiled once per dialect: `exec_driver_sql` skips what
+    `Session.execute` does on every call for a compiled statement (the cache key's hash and
+    comparison, which grow with the statement, the parameters' translation, the ORM session's
+    layers), about 0.1 ms of CPU for the lead intake's 40-parameter INSERT (bench/TUNING.md item 26).
+    Only where SQLAlchemy would change no value: a statement with a bind or result processor (a
+    SQLite DateTime, JSON; a native boolean's check excepted), a positional paramstyle or a parameter expanded at execution (IN lists)
+    is run by `session.execute` as usual, and so is every statement on a session with pending ORM
+    objects. Statement events (`before/after_cursor_execute`) fire as for any statement. Returns
+    the CursorResult."""
+    conn = session.connection() if hasattr(session, "get_bind") else session
+    dialect = conn.dialect
+    key = (dialect.name, id(stmt))
+    hit = _DRIVER_SQL.get(key)
+    if hit is None or hit[1] is not stmt:
+        hit = _DRIVER_SQL[key] = (_plain_sql(stmt, dialect), stmt)
+    if hit[0] is None or (conn is not session and (session.new or session.dirty or session.deleted)):
+        return session.execute(stmt, params)
+    return conn.exec_driver_sql(hit[0], params)
+
+
+def _plain_sql(stmt, dialect) -> str | None:
+    """The compiled SQL of `stmt` when running it needs nothing from SQLAlchemy but the text."""
+    compiled = stmt.compile(dialect=dialect)
+    if compiled.positional or "__[POSTCOMPILE" in compiled.string:
+        return None
+    for name in compiled._bind_processors:
+        # a native boolean's processor only checks that the value is a bool (or None): the driver
+        # sends a bool as it is, and anything else is refused by the database, not stored wrongly
+        if not (dialect.supports_native_boolean and isinstance(compiled.binds[name].type, Boolean)):
+            return None
+    for col in getattr(compiled, "_result_columns", ()):
+        if col[3].dialect_impl(dialect).result_processor(dialect, None) is not None:
+            return None
+    return compiled.string
+
+
 def new_metadata() -> MetaData:
     return MetaData(naming_convention=NAMING)
 

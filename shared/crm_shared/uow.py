@@ -9,12 +9,12 @@ On PostgreSQL the relay's LISTEN is woken by a statement-level trigger on `outbo
 (of the transaction, or of a savepoint the rows were emitted in) drops the buffered rows with it."""
 from __future__ import annotations
 
-import contextlib
 import weakref
 
 from sqlalchemy import bindparam, event, text
 
 from . import context, metrics, tracing
+from .db import driver_execute
 from .events import REGISTRY, Envelope
 
 
@@ -47,7 +47,7 @@ def write_outbox(runtime, session) -> int:
         if stmt is None:
             session.execute(runtime.outbox.insert().values(part))
         else:
-            session.execute(stmt, {f"{c}_{k}": row[c] for k, row in enumerate(part) for c in _COLUMNS})
+            driver_execute(session, stmt, {f"{c}_{k}": row[c] for k, row in enumerate(part) for c in _COLUMNS})
     if runtime.is_postgres and not _trigger_notifies(runtime, session):
         # a schema made without the migrations (metadata.create_all: demos, benchmarks) has no
         # trigger: notify here, delivered at commit and only if the transaction commits
@@ -187,52 +187,12 @@ class UnitOfWork:
         self._emitted += 1
         return env
 
-    @contextlib.contextmanager
-    def pipelined(self):
-        """On PostgreSQL, a unit of work that owns its transaction and has not started it yet sends
-        its statements through psycopg's pipeline (`inbox.pipelined`, as the consumer's batches do):
-        the BEGIN goes with the first statement, a statement whose result is read waits for it as
-        before, and `commit()` in the block queues the outbox INSERT and the COMMIT, which go in one
-        round trip when the block ends. A unit of work of n statements so costs n round trips instead
-        of n + 2 (an intake: 3 instead of 5), and a row lock taken by its last statement is held one
-        round trip less. The transaction is opened by that BEGIN on the session's connection, put in
-        autocommit mode for this transaction only (SQLAlchemy puts it back when the connection goes
-        back to the pool, after the block: the connection is not released inside it). Errors are
-        raised as without the pipeline, a deferred INSERT's or the COMMIT's when the block ends; the
-        transaction is then rolled back as usual (`__exit__`). Anywhere else (SQLite, a joined or
-        shared session, a transaction already started) the block runs as it would without this."""
-        session = self.session
-        if self.connection is not None or self._shared or not self.runtime.is_postgres or session.in_transaction():
-            yield
-            return
-        from .inbox import pipelined
-        conn = session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-        committed = False
-        with pipelined(conn, begin=True) as queue_commit:
-            self._queue_commit = queue_commit
-            try:
-                yield
-            finally:
-                committed, self._queue_commit = self._queue_commit is None, None
-        if committed:  # the COMMIT went with the pipeline's last sync: SQLAlchemy's sends nothing
-            self._commit_session()
-
-    _queue_commit = None  # inside `pipelined`: queues the COMMIT (set to None once called)
-
     def commit(self):
         if self.connection is not None:
             write_outbox(self.runtime, self.session)
             self.session.flush()  # the caller commits the joined transaction, then counts `emitted`
             return
         write_outbox(self.runtime, self.session)
-        if self._queue_commit is not None:  # in `pipelined`: sent with the outbox INSERT as the block ends
-            self.session.flush()
-            queue, self._queue_commit = self._queue_commit, None
-            queue()
-            return
-        self._commit_session()
-
-    def _commit_session(self):
         self.session.commit()
         if self._emitted:
             metrics.EVENTS_EMITTED.labels(self.runtime.name).inc(self._emitted)

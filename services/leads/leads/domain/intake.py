@@ -15,7 +15,7 @@ from ..models import campaigns, customers, lead_history, lead_keys, leads
 from . import load, normalise, routing, scoring
 from .errors import Conflict, Invalid
 from .records import display_name, event_fields, get, history, history_many, history_row, remember_user
-from .util import built, insert_for, is_postgres
+from .util import built, driver_execute, insert_for, is_postgres
 
 SOURCES = ("website", "ad_platform", "phone_in", "visit", "exhibition", "wechat", "referral", "import", "other")
 FIELDS = ("name", "company", "phone", "email", "province", "city", "industry", "source", "campaign_id",
@@ -141,7 +141,7 @@ def _insert_with_keys(session, values: dict, keys: list, created: dict, slim: bo
     for i, (kind, value) in enumerate(keys):
         params[f"kind{i}"], params[f"value{i}"] = kind, value
     params.update({f"h_{k}": created[k] for k in hist_cols})
-    row = session.execute(_insert_statement(cols, len(keys), hist_cols, slim), params).mappings().one()
+    row = driver_execute(session, _insert_statement(cols, len(keys), hist_cols, slim), params).mappings().one()
     return row, len(keys) - row["_keys_in"]
 
 

@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from ..models import leads, owner_loads, routing_rules, team_members, teams
 from . import cache, load
-from .util import built, is_postgres
+from .util import built, driver_execute, is_postgres
 
 STRATEGIES = ("round_robin", "weighted", "least_loaded")
 CONDITION_FIELDS = ("province", "city", "industry", "source", "campaign_id")
@@ -264,9 +264,9 @@ def assign_round_robin(session, team_id, lead_id, now, actor):
         cache.clear()
     if strategy != "round_robin":
         return None
-    return session.execute(_ROUND_ROBIN, {"seq": turn_sequence(team_id), "team": team_id, "lead": lead_id, "now": now,
-                                  "actor_id": getattr(actor, "id", None),
-                                  "actor_name": getattr(actor, "name", None)}).mappings().first()
+    return driver_execute(session, _ROUND_ROBIN, {"seq": turn_sequence(team_id), "team": team_id, "lead": lead_id,
+                                                  "now": now, "actor_id": getattr(actor, "id", None),
+                                                  "actor_name": getattr(actor, "name", None)}).mappings().first()
 
 
 def _owned_values(member, now) -> dict:

@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy.dialects import postgresql, sqlite
 
-from crm_shared.db import Statements
+from crm_shared.db import Statements, driver_execute  # noqa: F401 (the leads rules' import of it)
 
 
 def aware(dt: datetime | None) -> datetime | None:
