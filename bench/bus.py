@@ -62,9 +62,9 @@ N_RELAY_SQLITE = _env_int("BENCH_N_RELAY_SQLITE", 10_000)
 RELAY_ROUNDS = _env_int("BENCH_RELAY_ROUNDS", 2)            # relay drains, each between two raw runs
 RELAY_BATCHES = tuple(int(x) for x in os.environ.get("BENCH_RELAY_BATCHES", "1000,2000,5000").split(",") if x)
 PREFETCH = _env_int("BENCH_PREFETCH", 100)                 # = Settings.prefetch default
-N_CONSUME = _env_int("BENCH_N_CONSUME", 10_000)            # at most, per kind of consumer (all rounds)
-CONSUME_ROUNDS = _env_int("BENCH_CONSUME_ROUNDS", 2)        # every kind of consumer once per round, in turn
-CONSUME_SECONDS = _env_int("BENCH_CONSUME_SECONDS", 5)     # at most, per consumer run
+N_CONSUME = _env_int("BENCH_N_CONSUME", 40_000)            # at most, per kind of consumer (all rounds)
+CONSUME_ROUNDS = _env_int("BENCH_CONSUME_ROUNDS", 4)        # every kind of consumer once per round, in turn
+CONSUME_SECONDS = _env_int("BENCH_CONSUME_SECONDS", 10)    # at most, per consumer run
 CONSUME_BATCH = _env_int("BENCH_CONSUME_BATCH", Settings.consume_batch)  # = BUS_CONSUME_BATCH default
 LAT_RATES = tuple(int(x) for x in os.environ.get("BENCH_LAT_RATES", "50,200,500").split(","))
 LAT_SECONDS = float(os.environ.get("BENCH_LAT_SECONDS", "8"))

@@ -4,8 +4,9 @@
    a round-robin team (a turn from the team's sequence, the member's place reserved with a
    conditional upsert of their open-lead counter), history, two outbox events) beside a bare
    Flask + SQLAlchemy endpoint that inserts the same JSON as one row, in the same run, with the same
-   gunicorn settings and the same client; then both again on the embedded default's SQLite files
-   (for information);
+   gunicorn settings and the same client, and (with `crm web`'s settings) beside the intake's own
+   SQL sent from a bare Flask view (bench/_floor.py); then intake and bare insert again on the
+   embedded default's SQLite files (for information);
 2. claim latency (POST /v1/leads/{id}/claim) with 1,000 and with 1,000,000 pooled leads, and the
    first page of GET /v1/pool beside it;
 3. a 50,000-row CSV import (POST /v1/leads/import).
@@ -334,25 +335,27 @@ def _bench_team(server: Server, mgr: dict) -> None:
 
 BARE = "bare Flask + SQLAlchemy INSERT"
 INTAKE = "POST /v1/leads (dedupe, score, route)"
+FLOOR = "the intake's SQL from a bare Flask view (bench/_floor.py)"
 
 
-def _intake(svc, svc_shipped, bare, bare_shipped, old, mgr) -> str:
+def _intake(svc, svc_shipped, bare, bare_shipped, old, mgr, floor) -> str:
     """The intake beside the bare insert (and BENCH_LEADS_BEFORE's intake) with the shipped gunicorn
-    settings and with sync workers: ROUNDS rounds, each running every (settings, endpoint) pair once
-    in a rotated order (reversed every other round); leads/s and worker CPU per request summed over
-    the rounds."""
-    settings = {"shipped": (shipped_settings(), {BARE: bare_shipped, INTAKE: svc_shipped}),
+    settings and with sync workers, and, with the shipped settings, the intake's SQL alone from a bare
+    view (`floor`): ROUNDS rounds, each running every (settings, endpoint) pair once in a rotated order
+    (reversed every other round); leads/s and worker CPU per request summed over the rounds."""
+    settings = {"shipped": (shipped_settings(), {BARE: bare_shipped, INTAKE: svc_shipped, FLOOR: floor}),
                 "sync": (f"sync, {WORKERS} workers", {BARE: bare, INTAKE: svc})}
     if old is not None:
         before = f"POST /v1/leads at {old[2]} (BENCH_LEADS_BEFORE)"
         settings["sync"][1][before] = old[0]
         settings["shipped"][1][before] = old[1]
     pairs = [(mode, name) for mode in settings for name in settings[mode][1]]
-    prefixes = {BARE: 35, INTAKE: 36}
+    prefixes = {BARE: 35, INTAKE: 36, FLOOR: 38}
+    paths = {BARE: "/bare", FLOOR: "/floor"}  # the others: the service's POST /v1/leads, as a manager
     for mode, name in pairs:  # warm up every worker
         server = settings[mode][1][name]
-        _load(server, "/bare" if name == BARE else "/v1/leads", {} if name == BARE else mgr, 1, 2, 31,
-              start=0 if mode == "sync" else 1)
+        _load(server, paths.get(name, "/v1/leads"), {} if name in paths else mgr, 1, 2,
+              38 if name == FLOOR else 31, start=0 if mode == "sync" else 1)  # the floor shares leads' database
     got = {pair: {"ok": 0, "bad": 0, "lat": [], "cpu": 0.0, "rounds": []} for pair in pairs}
     for r in range(ROUNDS):
         k = r % len(pairs)
@@ -360,7 +363,7 @@ def _intake(svc, svc_shipped, bare, bare_shipped, old, mgr) -> str:
         for mode, name in (order if r % 2 == 0 else order[::-1]):
             server = settings[mode][1][name]
             cpu0 = server.workers_cpu()
-            ok, bad, lat = _load(server, "/bare" if name == BARE else "/v1/leads", {} if name == BARE else mgr,
+            ok, bad, lat = _load(server, paths.get(name, "/v1/leads"), {} if name in paths else mgr,
                                  SECONDS, CLIENTS, prefixes.get(name, 37), start=2 + 2 * r + (mode == "shipped"))
             g = got[(mode, name)]
             g["cpu"] += server.workers_cpu() - cpu0
@@ -383,7 +386,14 @@ def _intake(svc, svc_shipped, bare, bare_shipped, old, mgr) -> str:
                          C.fmt_ms(C.percentile(g["lat"], 95)), g["bad"]])
         ratio = rate[(mode, INTAKE)] / rate[(mode, BARE)]
         befores = "".join(f" {name}: {rate[(mode, name)] / rate[(mode, BARE)]:.0%} of the bare insert."
-                          for name in servers if name not in (BARE, INTAKE))
+                          for name in servers if name not in (BARE, INTAKE, FLOOR))
+        if FLOOR in servers:
+            befores += (f" The intake's own SQL sent from a bare Flask view reaches "
+                        f"{rate[(mode, FLOOR)] / rate[(mode, BARE)]:.0%} of the bare insert: that row sends the "
+                        "intake's statements, with its validation, keys and score, from a view with none of the "
+                        "service's framework around it (flask-smorest, the request hooks, the ORM session and unit "
+                        "of work, the events' catalogue check). Between it and the intake is what that framework "
+                        "costs; between it and the bare insert, the intake's own work.")
         goal = (f"goal: at least 50%, judged on these settings, the ones users run: this "
                 f"{'meets' if ratio >= 0.5 else '**misses**'} it" if mode == "shipped"
                 else "for comparison with earlier runs; not what `crm web` runs")
@@ -494,17 +504,18 @@ def _run() -> str:
         _migrate_with_bare(env, create_engine(bare_url))
         svc = Server("leads.wsgi:app", env)
         svc_shipped = Server("leads.wsgi:app", env, shipped=True)
+        floor = Server("_floor:app", env, chdir=HERE, shipped=True)
         old = _before_servers(tmp) if os.environ.get("BENCH_LEADS_BEFORE") else None
         bare_env = {"BENCH_BARE_DB": bare_url, "BENCH_LEADS_DB": url}
         bare = Server("leads:bare_app()", bare_env, chdir=HERE)
         bare_shipped = Server("leads:bare_app()", bare_env, chdir=HERE, shipped=True)
-        started = [svc, svc_shipped, bare, bare_shipped] + (list(old[:2]) if old else [])
+        started = [svc, svc_shipped, floor, bare, bare_shipped] + (list(old[:2]) if old else [])
         try:
             mgr = _token("manager", ["sales_manager"])
             _bench_team(svc, mgr)
             if old is not None:
                 _bench_team(old[0], mgr)
-            out += [_intake(svc, svc_shipped, bare, bare_shipped, old, mgr)]
+            out += [_intake(svc, svc_shipped, bare, bare_shipped, old, mgr, floor)]
             out += [_intake_sqlite(tmp, mgr)]
 
             # lead list for a rep with LIST_LEADS leads, beside a bare indexed select over HTTP
