@@ -41,6 +41,7 @@ class Statements:
 
 
 _DRIVER_SQL: dict = {}  # (dialect name, id(statement)) -> (the driver's SQL or None, the statement)
+_DRIVER_SQL_MAX = 512  # statements built once number in the tens; a caller building one per call only recompiles
 
 
 def driver_execute(session, stmt, params: dict):
@@ -52,13 +53,16 @@ def driver_execute(session, stmt, params: dict):
     Only where SQLAlchemy would change no value: a statement with a bind or result processor (a
     SQLite DateTime, JSON; a native boolean's check excepted), a positional paramstyle or a parameter expanded at execution (IN lists)
     is run by `session.execute` as usual, and so is every statement on a session with pending ORM
-    objects. Statement events (`before/after_cursor_execute`) fire as for any statement. Returns
-    the CursorResult."""
+    objects. Statement events (`before/after_cursor_execute`) fire as for any statement. The cache
+    is bounded: a statement built anew on every call is only compiled every time. Returns the
+    CursorResult."""
     conn = session.connection() if hasattr(session, "get_bind") else session
     dialect = conn.dialect
     key = (dialect.name, id(stmt))
     hit = _DRIVER_SQL.get(key)
     if hit is None or hit[1] is not stmt:
+        if len(_DRIVER_SQL) >= _DRIVER_SQL_MAX:
+            _DRIVER_SQL.clear()
         hit = _DRIVER_SQL[key] = (_plain_sql(stmt, dialect), stmt)
     if hit[0] is None or (conn is not session and (session.new or session.dirty or session.deleted)):
         return session.execute(stmt, params)

@@ -74,3 +74,14 @@ def test_a_connection_works_as_well_as_a_session(pg_url):
     with engine.begin() as c:
         assert db.driver_execute(c, PLAIN, {"n": "c", "f": None, "t": AT}).mappings().one()["at"] == AT
     assert driver_sql == [True]
+
+
+def test_statements_built_per_call_do_not_grow_the_cache_without_bound(monkeypatch):
+    monkeypatch.setattr(db, "_DRIVER_SQL", {})
+    engine = create_engine("sqlite://")
+    md.create_all(engine)
+    with Session(engine) as s:
+        for i in range(db._DRIVER_SQL_MAX + 10):
+            stmt = select(things.c.id).where(things.c.name == bindparam("n"))  # a new object each time
+            assert db.driver_execute(s, stmt, {"n": str(i)}).all() == []
+    assert 0 < len(db._DRIVER_SQL) <= db._DRIVER_SQL_MAX
