@@ -51,9 +51,9 @@ def driver_execute(session, stmt, params: dict):
     comparison, which grow with the statement, the parameters' translation, the ORM session's
     layers), about 0.1 ms of CPU for the lead intake's 40-parameter INSERT (bench/TUNING.md item 26).
     Only where SQLAlchemy would change no value: a statement with a bind or result processor (a
-    SQLite DateTime, JSON; a native boolean's check excepted), a positional paramstyle or a parameter expanded at execution (IN lists)
-    is run by `session.execute` as usual, and so is every statement on a session with pending ORM
-    objects. Statement events (`before/after_cursor_execute`) fire as for any statement. The cache
+    SQLite DateTime, JSON; a native boolean's check excepted), a positional paramstyle or a
+    parameter expanded at execution (IN lists) is run by `session.execute` as usual, and so is
+    every statement on a session with pending ORM objects. Statement events (`before/after_cursor_execute`) fire as for any statement. The cache
     is bounded: a statement built anew on every call is only compiled every time. Returns the
     CursorResult."""
     conn = session.connection() if hasattr(session, "get_bind") else session
