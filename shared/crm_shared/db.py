@@ -51,11 +51,11 @@ def driver_execute(session, stmt, params: dict):
     comparison, which grow with the statement, the parameters' translation, the ORM session's
     layers), about 0.1 ms of CPU for the lead intake's 40-parameter INSERT (bench/TUNING.md item 26).
     Only where SQLAlchemy would change no value: a statement with a bind or result processor (a
-    SQLite DateTime, JSON; a native boolean's check excepted), a positional paramstyle or a
-    parameter expanded at execution (IN lists) is run by `session.execute` as usual, and so is
-    every statement on a session with pending ORM objects. Statement events (`before/after_cursor_execute`) fire as for any statement. The cache
-    is bounded: a statement built anew on every call is only compiled every time. Returns the
-    CursorResult."""
+    SQLite DateTime, JSON; a native boolean's check excepted), a positional paramstyle, a
+    parameter name that needs escaping or a parameter expanded at execution (IN lists) is run by `session.execute` as usual, and so is
+    every statement on a session with pending ORM objects. Statement events
+    (`before/after_cursor_execute`) fire as for any statement. The cache is bounded: a statement
+    built anew on every call is only compiled every time. Returns the CursorResult."""
     conn = session.connection() if hasattr(session, "get_bind") else session
     dialect = conn.dialect
     key = (dialect.name, id(stmt))
@@ -72,12 +72,13 @@ def driver_execute(session, stmt, params: dict):
 def _plain_sql(stmt, dialect) -> str | None:
     """The compiled SQL of `stmt` when running it needs nothing from SQLAlchemy but the text."""
     compiled = stmt.compile(dialect=dialect)
-    if compiled.positional or "__[POSTCOMPILE" in compiled.string:
-        return None
+    if compiled.positional or compiled.escaped_bind_names or "__[POSTCOMPILE" in compiled.string:
+        return None  # (a name SQLAlchemy escapes in the SQL would not match the caller's parameters)
     for name in compiled._bind_processors:
         # a native boolean's processor only checks that the value is a bool (or None): the driver
         # sends a bool as it is, and anything else is refused by the database, not stored wrongly
-        if not (dialect.supports_native_boolean and isinstance(compiled.binds[name].type, Boolean)):
+        bind = compiled.binds.get(name)
+        if bind is None or not (dialect.supports_native_boolean and isinstance(bind.type, Boolean)):
             return None
     for col in getattr(compiled, "_result_columns", ()):
         if col[3].dialect_impl(dialect).result_processor(dialect, None) is not None:

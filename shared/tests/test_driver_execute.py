@@ -53,6 +53,15 @@ def test_a_value_sqlalchemy_converts_or_an_expanding_parameter_takes_the_usual_p
     assert driver_sql == [False, False]
 
 
+def test_a_parameter_name_the_sql_escapes_takes_the_usual_path(database_url):
+    engine, driver_sql = _run(database_url)
+    stmt = select(things.c.name).where(things.c.name == bindparam("the name"))  # escaped in the SQL
+    with Session(engine) as s:
+        db.driver_execute(s, PLAIN, {"n": "x", "f": True, "t": AT})
+        assert db.driver_execute(s, stmt, {"the name": "x"}).scalars().all() == ["x"]
+    assert driver_sql[1] is False
+
+
 def test_pending_orm_objects_are_flushed_first_as_session_execute_would(pg_url):
     Base = declarative_base(metadata=MetaData())
 
