@@ -7,9 +7,10 @@ POST /floor does what a routed intake does in the database, with the service's o
 normalised and checked by `intake.prepare` (a 422 when it fails), the keys, the score (the default
 weights), then in one transaction the same three statements the service sends (the lead with its keys
 and `created` history row, the round-robin assignment, the two outbox rows), each compiled once and
-sent with `crm_shared.db.driver_execute`. Left out, and so measured by the difference to the intake's
-row: flask-smorest and marshmallow, the request hooks (request id, token, metrics), the ORM session and
-unit of work, the catalogue's check of the events, the response schema. A duplicate is not undone (the
+sent with `crm_shared.db.driver_execute` (the first by the intake's own `_insert_with_keys`). Left
+out, and so measured by the difference to the intake's row: flask-smorest and marshmallow, the
+request hooks (request id, token, metrics), the ORM session and unit of work, the catalogue's check
+of the events, the response schema. A duplicate is not undone (the
 bench sends distinct leads); routing rules are not read (the bench has one team)."""
 from __future__ import annotations
 
@@ -30,14 +31,16 @@ from flask import Flask, jsonify, request  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
 from crm_shared.db import driver_execute  # noqa: E402
-from crm_shared.uow import _insert_for  # noqa: E402
+from crm_shared.uow import _COLUMNS, _insert_for  # noqa: E402
 from leads.domain import intake, normalise, routing, scoring  # noqa: E402
 from leads.domain.errors import Invalid  # noqa: E402
+from leads.domain.records import event_fields, history_row  # noqa: E402
 from leads.models import outbox  # noqa: E402
 
 engine = create_engine(os.environ["DATABASE_URL"], pool_size=5)
 runtime = SimpleNamespace(outbox=outbox, engine=engine)  # what `_insert_for` reads
 app = Flask("floor")
+ACTOR = SimpleNamespace(id="bench", name="Bench")
 _team: list = []
 
 
@@ -68,27 +71,18 @@ def floor():
     with engine.begin() as conn:
         team_id = _team_id(conn)
         values = dict(norm, score=score, tier=tier, status="pooled", stage="new", owner_id=None, owner_name=None,
-                      team_id=team_id, tags=None, locked=False, duplicate_hits=0, created_by="bench",
+                      team_id=team_id, tags=None, locked=False, duplicate_hits=0, created_by=ACTOR.id,
                       created_at=now, updated_at=now, assigned_at=None, pooled_at=now)
-        created = dict(at=now, kind="created", actor_id="bench", actor_name="Bench", from_owner_id=None,
-                       to_owner_id=None, reason=f"source {norm['source']}")
-        cols, hist_cols = tuple(sorted(values)), tuple(sorted(created))
-        params = {f"v_{c}": values[c] for c in cols}
-        for i, (kind, value) in enumerate(keys):
-            params[f"kind{i}"], params[f"value{i}"] = kind, value
-        params.update({f"h_{k}": created[k] for k in hist_cols})
-        lead = driver_execute(conn, intake._insert_statement(cols, len(keys), hist_cols, True), params).mappings().one()
+        created = history_row(lead_id=None, at=now, actor=ACTOR, kind="created", reason=f"source {norm['source']}")
+        lead, _taken = intake._insert_with_keys(conn, values, keys, created, slim=True)
         given = driver_execute(conn, routing._ROUND_ROBIN, {
             "seq": routing.turn_sequence(team_id), "team": team_id, "lead": lead["id"], "now": now,
-            "actor_id": "bench", "actor_name": "Bench"}).mappings().first() or {}
+            "actor_id": ACTOR.id, "actor_name": ACTOR.name}).mappings().first() or {}
         row = {**values, **given, "id": lead["id"]}
-        fields = {"lead_id": str(row["id"]), "owner_id": row["owner_id"], "team_id": str(team_id),
-                  "team_code": given.get("_team_code"), **{k: row[k] for k in (
-                      "name", "company", "source", "campaign_id", "province", "city", "industry", "score", "tier")}}
+        fields = event_fields(row, None, {team_id: given.get("_team_code")})
         rows = [_envelope("lead.created", {**fields, "status": row["status"]}, now),
                 _envelope("lead.assigned", {**fields, "previous_owner_id": None, "reason": "auto",
                                             "by_user_id": None}, now)]
-        driver_execute(conn, _insert_for(runtime, 2), {f"{c}_{k}": r[c] for k, r in enumerate(rows) for c in (
-            "event_id", "event_type", "aggregate_type", "aggregate_id", "envelope", "created_at")})
+        driver_execute(conn, _insert_for(runtime, 2), {f"{c}_{k}": r[c] for k, r in enumerate(rows) for c in _COLUMNS})
     out = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items() if not k.startswith("_")}
     return jsonify(out), 201

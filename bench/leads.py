@@ -166,15 +166,7 @@ class Server:
         """CPU seconds (user + system, every thread) used so far by this gunicorn's worker processes."""
         with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
             pids = f.read().split()
-        total = 0
-        for pid in pids:
-            try:
-                with open(f"/proc/{pid}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except FileNotFoundError:  # a worker that just exited
-                continue
-            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-        return total / os.sysconf("SC_CLK_TCK")
+        return sum(x for x in (C.cpu_seconds(int(pid)) for pid in pids) if x == x)  # NaN: a worker just gone
 
     def stop(self):
         self.proc.terminate()
@@ -355,7 +347,7 @@ def _intake(svc, svc_shipped, bare, bare_shipped, old, mgr, floor) -> str:
     for mode, name in pairs:  # warm up every worker
         server = settings[mode][1][name]
         _load(server, paths.get(name, "/v1/leads"), {} if name in paths else mgr, 1, 2,
-              38 if name == FLOOR else 31, start=0 if mode == "sync" else 1)  # the floor shares leads' database
+              prefixes[FLOOR] if name == FLOOR else 31, start=0 if mode == "sync" else 1)  # the floor shares leads' database
     got = {pair: {"ok": 0, "bad": 0, "lat": [], "cpu": 0.0, "rounds": []} for pair in pairs}
     for r in range(ROUNDS):
         k = r % len(pairs)
