@@ -34,6 +34,28 @@ def _customer(uow, payload: dict) -> None:
         s.execute(m.recipients.insert().values(id=rid, birthday_greetings=True, holiday_greetings=True, **values))
     else:
         s.execute(update(m.recipients).where(m.recipients.c.id == rid).values(**values))
+    _people(s).pop(rid, None)  # the batch's later events read the new row
+
+
+_PEOPLE = "notify_people"  # session.info: recipient id -> (recipient, preference row), for one batch
+
+
+def _people(session) -> dict:
+    """The recipients and preferences read so far in this session: a consumer batch's events share
+    one session (crm_shared.inbox), and each of them would otherwise read the same rep or manager
+    again, a SELECT that waits for the batch's pipelined writes. Nothing in a batch changes a
+    preference, and `_customer` drops the recipient it writes; a change committed elsewhere while
+    the batch runs (a few milliseconds) is seen by the next batch, as if the event had come first.
+    Kept with the session's transaction: a session that lives on into another transaction starts
+    with an empty cache there."""
+    tx = session.get_transaction()
+    if tx is None:  # nothing ran yet: begin (a batch's joined session only joins its transaction)
+        session.connection()
+        tx = session.get_transaction()
+    held = session.info.get(_PEOPLE)
+    if held is None or held[0] is not tx:
+        held = session.info[_PEOPLE] = (tx, {})
+    return held[1]
 
 
 # what makes a scheduled or held message pointless: event type -> reason keys to cancel
@@ -98,7 +120,7 @@ def handle(uow, env, payload: dict) -> None:
     if env.type in ("customer.created", "customer.updated"):
         _customer(uow, payload)
     store.cancel(s, _reasons_gone(env.type, payload), f"cancelled: {env.type} {env.id}")
-    planner = Planner(s, uow.runtime.clock.now())
+    planner = Planner(s, uow.runtime.clock.now(), people=_people(s))
     reason = _reason_of(env.type, payload)
     reminded = env.type == "approval.requested" and bool(payload.get("reminder"))
     if not (reminded and _sales_reminder(s, env, payload)):

@@ -37,7 +37,10 @@ def _insert_delivery(insert):
 
 
 class Planner:
-    def __init__(self, session, now: datetime):
+    """`people`: a cache of recipients and their preferences to share (handlers.handle passes one per
+    consumer batch); by default one of its own, so a recipient is read once per Planner."""
+
+    def __init__(self, session, now: datetime, people: dict | None = None):
         self.s = session
         self.now = now
         self.created = 0
@@ -45,7 +48,7 @@ class Planner:
         # in-app rows due now that nothing defers: (delivery id, row values), written to the inbox in
         # this same transaction by `deliver_now` instead of waiting for the dispatch job's tick
         self.immediate: list[tuple[int, dict]] = []
-        self._people: dict = {}      # recipient id -> (recipient row, preference row), per event
+        self._people: dict = {} if people is None else people  # recipient id -> (recipient, preference row)
         self._rendered: dict = {}    # (subject, body) -> (context, Rendered), see store.render_for
 
     def _person(self, rid: str):
