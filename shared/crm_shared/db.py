@@ -51,7 +51,8 @@ def driver_execute(session, stmt, params: dict):
     comparison, which grow with the statement, the parameters' translation, the ORM session's
     layers), about 0.1 ms of CPU for the lead intake's 40-parameter INSERT (bench/TUNING.md item 26).
     Only where SQLAlchemy would change no value: a statement with a bind or result processor (a
-    SQLite DateTime, JSON; a native boolean's check excepted), a positional paramstyle, a
+    SQLite DateTime, JSON; a native boolean's check excepted), a value of its own (the `1` of
+    `col + 1`, which SQLAlchemy sends as a parameter the caller does not give), a positional paramstyle, a
     parameter name that needs escaping or a parameter expanded at execution (IN lists) is run by `session.execute` as usual, and so is
     every statement on a session with pending ORM objects. Statement events
     (`before/after_cursor_execute`) fire as for any statement. The cache is bounded: a statement
@@ -74,6 +75,8 @@ def _plain_sql(stmt, dialect) -> str | None:
     compiled = stmt.compile(dialect=dialect)
     if compiled.positional or compiled.escaped_bind_names or "__[POSTCOMPILE" in compiled.string:
         return None  # (a name SQLAlchemy escapes in the SQL would not match the caller's parameters)
+    if any(not bind.required for bind in compiled.binds.values()):
+        return None  # a value the statement carries itself (`col + 1`): the caller does not pass it
     for name in compiled._bind_processors:
         # a native boolean's processor only checks that the value is a bool (or None): the driver
         # sends a bool as it is, and anything else is refused by the database, not stored wrongly

@@ -62,6 +62,17 @@ def test_a_parameter_name_the_sql_escapes_takes_the_usual_path(database_url):
     assert driver_sql[1] is False
 
 
+def test_a_value_the_statement_carries_itself_takes_the_usual_path(database_url):
+    """`id + 1`: SQLAlchemy sends the 1 as a parameter of its own, which the caller does not pass."""
+    engine, driver_sql = _run(database_url)
+    bump = things.update().where(things.c.name == bindparam("n")).values(id=things.c.id + 1).returning(things.c.id)
+    with Session(engine) as s:
+        first = db.driver_execute(s, PLAIN, {"n": "x", "f": True, "t": AT}).mappings().one()
+        assert db.driver_execute(s, bump, {"n": "x"}).scalar_one() == first["id"] + 1
+        s.commit()
+    assert driver_sql[1] is False
+
+
 def test_pending_orm_objects_are_flushed_first_as_session_execute_would(pg_url):
     Base = declarative_base(metadata=MetaData())
 

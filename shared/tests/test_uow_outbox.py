@@ -265,6 +265,43 @@ def test_a_consumer_batch_writes_its_handlers_events_in_one_insert_before_its_co
     assert rt.outbox_wake.is_set()
 
 
+def test_the_relay_sends_its_lock_and_claim_as_the_drivers_sql(rt):
+    """The relay's statements are built once: on PostgreSQL its advisory lock and its claim go out as
+    the driver's own SQL (`db.driver_execute`), on SQLite (no lock; its DateTime is converted) the
+    claim through SQLAlchemy's compiled cache; every batch publishes its rows and marks them sent."""
+    seen = []
+
+    def hook(conn, cursor, statement, parameters, context, executemany):
+        head = statement.lstrip().upper()
+        if "PG_TRY_ADVISORY_XACT_LOCK" in head:
+            seen.append(("lock", context.compiled is None))
+        elif head.startswith("UPDATE OUTBOX SET PUBLISHED_AT"):
+            seen.append(("claim", context.compiled is None))
+
+    relay = Relay(rt)
+    event.listen(rt.engine, "before_cursor_execute", hook)
+    try:
+        published = []
+        for n in (2, 3):
+            with rt.uow() as uow:
+                for i in range(n):
+                    emit(uow, i)
+                uow.commit()
+            published.append(relay.run_once())
+        published.append(relay.run_once())  # nothing left
+    finally:
+        event.remove(rt.engine, "before_cursor_execute", hook)
+    assert published == [2, 3, 0]
+    if rt.is_postgres:
+        assert seen == [("lock", True), ("claim", True)] * 3, seen
+    else:
+        assert seen == [("claim", False)] * 2, seen  # (an empty SQLite poll asks without a lock first)
+    ob = rt.outbox
+    with rt.engine.connect() as c:
+        rows = c.execute(select(ob.c.published_at, ob.c.attempts)).all()
+    assert len(rows) == 5 and all(r.published_at is not None and r.attempts == 1 for r in rows)
+
+
 def test_the_outbox_insert_is_compiled_once_and_writes_what_the_core_insert_wrote(rt):
     """Up to `_PREPARED_ROWS` rows, `write_outbox` sends a statement built once per row count: on
     PostgreSQL as the driver's own SQL (`db.driver_execute`, compiled once), on SQLite (whose
