@@ -55,3 +55,42 @@ def test_ascii_and_non_ascii_recipients_both_arrive(smtp):
     first = smtp.messages[0][1]
     assert first["Subject"] == "新线索" and first.get_body(("plain",)).get_content().replace("\r\n", "\n") == TEXT
     assert first["From"].addresses[0].addr_spec == "noreply@crm.local"
+
+
+def test_the_short_cut_for_plain_headers_writes_what_compat32_folds_them_to():
+    """`_WirePolicy` writes a short one-line ASCII header as it is: byte for byte what compat32's
+    folding gives, for random values on both sides of the short cut's limits (length, spaces,
+    tabs, non-ASCII, line breaks)."""
+    import random
+
+    from notify.channels import email as channel
+
+    stock = policy.compat32.clone(linesep="\r\n")
+    rnd = random.Random(2026)
+    alphabet = [chr(c) for c in range(0x20, 0x7f)] + [" ", " ", "\t", "é", "张", "\n", ";", "="]
+    short_cut = 0
+    for _ in range(20000):
+        name = rnd.choice(["To", "Date", "Message-ID", "X-CRM-Delivery", "MIME-Version", "Content-Type", "Subject"])
+        value = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 90)))
+        if "\n" in value:  # (compat32 writes a line break through; the sender removes them first)
+            continue
+        if channel._one_plain_line(value) and len(name) + len(value) <= 76:
+            short_cut += 1
+        assert channel._WIRE.fold_binary(name, value) == stock.fold_binary(name, value), (name, value)
+    assert short_cut > 2000  # the short cut was exercised, not only the fallback
+
+
+def test_the_whole_message_is_the_same_bytes_as_with_plain_compat32(monkeypatch):
+    from notify.channels import email as channel
+
+    monkeypatch.setattr(channel, "_boundary", lambda: "=_crm_fixed")
+    monkeypatch.setattr(channel, "formatdate", lambda localtime=False: "Fri, 04 Dec 2026 12:00:00 -0000")
+    monkeypatch.setattr(channel, "make_msgid", lambda idstring, domain: f"<1.{idstring}@{domain}>")
+    sender = SmtpSender("smtp://127.0.0.1:9", "销售团队 <noreply@crm.local>")
+    ours, stock = channel._WIRE, policy.compat32.clone(linesep="\r\n")
+    for subject in ("新线索：张三 (Acme 有限公司)", "New lead: Acme", "x" * 120):
+        built = {}
+        for name, wire in (("ours", ours), ("compat32", stock)):
+            monkeypatch.setattr(channel, "_WIRE", wire)
+            built[name] = sender.build_bytes("rep@example.com", subject, TEXT, HTML, "d:42")
+        assert built["ours"] == built["compat32"], subject
