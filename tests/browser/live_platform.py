@@ -11,8 +11,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {"LOG_LEVEL": "WARNING", "CRM_ENV": "development",
-       # one process per web, threads enough for the browsers' inbox streams and page loads
-       "WEB_CONCURRENCY": "1", "WEB_THREADS": "12", "OUTBOX_POLL_MS": "100"}
+       # one process per web, threads enough for the browsers' inbox streams and page loads: every
+       # console page holds one of notify's threads with its inbox stream, and a closed page's thread
+       # is freed only when the stream's next heartbeat finds it gone (NOTIFY_SSE_HEARTBEAT_SECONDS,
+       # 10) or the stream reaches its end (25 s); the tests open more than 12 pages in that time,
+       # and with 12 threads notify's other requests waited for a free one (names shown as ids, the
+       # inbox stream of the next page not served)
+       "WEB_CONCURRENCY": "1", "WEB_THREADS": "32", "OUTBOX_POLL_MS": "100"}
 
 
 class LivePlatform:

@@ -3,7 +3,7 @@ would enter it (an admin, a rep, a supervisor), never into a database."""
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import requests
@@ -62,7 +62,11 @@ def seed(base: str) -> dict:
     out["pooled_lead"] = pooled
     own = rep.post("/leads/v1/leads", {"name": "钱七", "company": "杭州云帆科技", "phone": "13800001111", "city": "杭州",
                                       "source": "phone_in"})
-    soon = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
+    # due within the hour, but today in the machine's zone, which the browsers use: the today board
+    # counts follow-ups up to the end of the browser's day, and an hour later failed after 23:00
+    now = datetime.now().astimezone()
+    midnight = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    soon = min(now + timedelta(hours=1), midnight - timedelta(minutes=2)).isoformat()
     rep.post(f"/leads/v1/leads/{own['id']}/follow-ups", {"channel": "call", "note": "约了下周演示",
                                                           "next_follow_up_at": soon})
     out["own_lead"] = own
