@@ -12,6 +12,7 @@ relay's Python and database work without the broker. The two variants alternate 
 of `run_once` per batch."""
 from __future__ import annotations
 
+import itertools
 import statistics
 import sys
 import tempfile
@@ -64,7 +65,7 @@ def main(rows: int, batches: int) -> None:
                 create_outbox_notify_trigger(Operations(MigrationContext.configure(conn)), rt.name)
             rt.bus.publish = lambda messages: set()  # no broker: the relay's own work only
             relays = {"before item 27": BeforeItem27Relay(rt), "now": Relay(rt)}
-            counter = iter(range(10**9))
+            counter = itertools.count()
 
             def batch(relay) -> float:
                 with rt.uow() as uow:

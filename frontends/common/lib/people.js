@@ -12,7 +12,7 @@ const MAX = 100; // the directory's cap per request
 const RETRY_MS = [500, 1000, 2000]; // waits before the 2nd, 3rd and 4th try of a failed request
 const names = new Map(); // id -> name (string) | null (unknown: show the id)
 const queued = new Set();
-const pending = new Set(); // asked for, answer not in yet (or waiting to be asked again)
+const pending = new Set(); // queued or asked for, answer not in yet (or waiting to be asked again)
 const listeners = new Set();
 let timer = null;
 
@@ -21,21 +21,22 @@ function retryable(err) {
   return !status || status === 429 || status >= 500; // network error (no status), busy, server error
 }
 
+// the batch's answer (no people: the request failed for good), then a re-render
+function settle(batch, people = []) {
+  for (const p of people) names.set(p.id, p.name || null);
+  for (const id of batch) {
+    pending.delete(id);
+    if (!names.has(id)) names.set(id, null); // unknown to the directory, or no directory: ids stay ids
+  }
+  for (const fn of [...listeners]) fn();
+}
+
 function request(batch, tries) {
   api("notify", "/v1/people", { query: { id: batch } }).then(
-    (people) => {
-      for (const p of people) names.set(p.id, p.name || null);
-      for (const id of batch) if (!names.has(id)) names.set(id, null); // the directory does not know it
-      for (const id of batch) pending.delete(id);
-      for (const fn of [...listeners]) fn();
-    },
+    (people) => settle(batch, people),
     (err) => {
-      if (tries < RETRY_MS.length && retryable(err)) {
-        setTimeout(() => request(batch, tries + 1), RETRY_MS[tries]);
-        return;
-      }
-      for (const id of batch) { pending.delete(id); names.set(id, null); } // ids stay ids
-      for (const fn of [...listeners]) fn();
+      if (tries < RETRY_MS.length && retryable(err)) setTimeout(() => request(batch, tries + 1), RETRY_MS[tries]);
+      else settle(batch);
     },
   );
 }
@@ -48,7 +49,7 @@ function flush() {
 }
 
 function want(id) {
-  if (!id || names.has(id) || queued.has(id) || pending.has(id)) return;
+  if (!id || names.has(id) || pending.has(id)) return;
   queued.add(id);
   pending.add(id);
   if (timer === null) timer = setTimeout(flush, 0);

@@ -117,7 +117,7 @@ class _WirePolicy(policy.Compat32):
     Content-Type with its boundary) is folded by compat32 as before."""
 
     def _fold(self, name, value, sanitize):
-        if type(value) is str and len(name) + len(value) <= 76 and _one_plain_line(value):
+        if type(value) is str and len(name) + 2 + len(value) <= self.max_line_length and _one_plain_line(value):
             return f"{name}: {value}{self.linesep}"
         return super()._fold(name, value, sanitize)
 
